@@ -1,0 +1,62 @@
+# The two commands a new user needs: `make demo` and `make test` (both set everything up).
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export AWS_DEFAULT_REGION ?= us-east-1
+
+.PHONY: install demo test unit integration e2e lint format validate build bench bench-quick bench-split cost mariadb clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+## demo: the whole workflow on the sample CSV, offline (embedded local AWS + loopback covers)
+demo: install
+	$(PY) scripts/demo.py --out out/demo
+
+## test: every test (lint, template checks, unit, integration, end-to-end, quick benchmark)
+test: install lint
+	$(PY) -m pytest
+
+unit: install
+	$(PY) -m pytest tests/unit
+
+integration: install
+	$(PY) -m pytest tests/integration
+
+e2e: install
+	$(PY) -m pytest tests/e2e
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+validate: install
+	$(VENV)/bin/sam validate --lint
+
+build: install
+	$(VENV)/bin/sam build
+
+bench: install
+	$(PY) benchmarks/render_bench.py
+
+bench-quick: install
+	$(PY) benchmarks/render_bench.py --quick
+
+bench-split: install
+	$(PY) benchmarks/split_bench.py
+
+cost: install
+	$(PY) scripts/cost_model.py
+
+clean:
+	rm -rf .aws-sam out .bench .pytest_cache .ruff_cache
