@@ -1,0 +1,482 @@
+"""Fetch cover images over HTTP(S): guarded, bounded in size and time, retried, pooled.
+
+One `Downloader` per collage task holds one `requests.Session` whose connections are made by
+`_GuardedHTTPConnection`: it resolves the host once, checks every address (url_guard) and
+connects to the checked address, while TLS still verifies the certificate for the host name.
+Redirects are followed here, one hop at a time, so every hop goes through the same guard.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from socket import timeout as SocketTimeout
+from types import TracebackType
+from urllib.parse import urljoin
+
+import requests
+import urllib3
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import ConnectTimeoutError, NewConnectionError, ReadTimeoutError
+from urllib3.util import connection as urllib3_connection
+
+from collage.config import ProcessingConfig
+from collage.engine import formats
+from collage.engine.url_guard import (
+    AddressGuard,
+    UrlRefused,
+    check_url,
+    normalize_suffixes,
+    scrub_text,
+    scrub_url,
+)
+
+log = logging.getLogger(__name__)
+
+USER_AGENT = "tiktok-cover-collage/0.1 (cover collage renderer; python-requests)"
+_ACCEPT = "image/jpeg,image/png,image/webp,image/gif;q=0.9,*/*;q=0.1"
+_CHUNK = 256 * 1024
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_DRAIN_LIMIT = 64 * 1024  # a small error/redirect body is read so its connection can be reused
+
+
+@dataclass(frozen=True)
+class FetchPolicy:
+    connect_timeout: float = 5.0
+    read_timeout: float = 30.0  # per read on the socket; from ProcessingConfig.timeout
+    total_timeout: float = 60.0  # one URL, all attempts and redirects together
+    max_retries: int = 3  # retries after the first attempt (429, 5xx, resets, timeouts)
+    max_bytes: int = 20 * 1024 * 1024  # enforced while streaming
+    max_redirects: int = 5
+    allow_loopback: bool = False  # local runs/tests only; the deployed stack never sets it
+    allowed_host_suffixes: tuple[str, ...] = ()  # empty = any public host
+    backoff_base: float = 0.5  # full-jitter backoff: uniform(0, min(cap, base * 2**n))
+    backoff_cap: float = 8.0
+    retry_after_cap: float = 30.0  # longest Retry-After we wait for
+
+    def __post_init__(self) -> None:
+        for name in ("connect_timeout", "read_timeout", "total_timeout"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive")
+        if self.max_retries < 0 or self.max_redirects < 0 or self.max_bytes < 1:
+            raise ValueError("max_retries and max_redirects must be >= 0, max_bytes >= 1")
+        if self.backoff_base < 0 or self.backoff_cap < 0 or self.retry_after_cap < 0:
+            raise ValueError("backoff settings must be >= 0")
+        object.__setattr__(
+            self, "allowed_host_suffixes", normalize_suffixes(self.allowed_host_suffixes)
+        )
+
+    @classmethod
+    def from_config(
+        cls,
+        config: ProcessingConfig,
+        *,
+        allow_loopback: bool = False,
+        allowed_host_suffixes: Sequence[str] = (),
+    ) -> FetchPolicy:
+        return cls(
+            connect_timeout=min(5.0, config.timeout),
+            read_timeout=config.timeout,
+            # Room for the retries the config asks for, never less than the default minute.
+            total_timeout=max(60.0, 2 * config.timeout),
+            max_retries=config.max_retries,
+            max_bytes=config.max_image_bytes,
+            allow_loopback=allow_loopback,
+            allowed_host_suffixes=tuple(allowed_host_suffixes),
+        )
+
+
+class DownloadError(Exception):
+    """A cover could not be fetched. `code` is stable (for reports); str() is one clean line."""
+
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        *,
+        status: int | None = None,
+        attempts: int = 0,
+        retryable: bool = False,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(scrub_text(message))
+        self.code = code
+        self.status = status
+        self.attempts = attempts
+        self.retryable = retryable
+        self.retry_after = retry_after
+
+
+# --- connections that only ever reach a vetted address -------------------------------------
+
+
+def _guarded_new_conn(conn: HTTPConnection, guard: AddressGuard):  # -> socket.socket
+    addresses = guard.vet(conn._dns_host, conn.port)  # raises UrlRefused before any socket
+    last_error: OSError | None = None
+    for address in addresses:
+        try:
+            sock = urllib3_connection.create_connection(
+                (address, conn.port),
+                conn.timeout,
+                source_address=conn.source_address,
+                socket_options=conn.socket_options,
+            )
+        except SocketTimeout as exc:
+            raise ConnectTimeoutError(
+                conn, f"connection to {conn.host} timed out (connect timeout={conn.timeout})"
+            ) from exc
+        except OSError as exc:
+            last_error = exc
+            continue
+        sys.audit("http.client.connect", conn, conn.host, conn.port)
+        return sock
+    raise NewConnectionError(conn, f"failed to connect: {last_error}") from last_error
+
+
+class _GuardedHTTPConnection(HTTPConnection):
+    def __init__(self, *args, guard: AddressGuard, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._guard = guard
+
+    def _new_conn(self):
+        return _guarded_new_conn(self, self._guard)
+
+
+class _GuardedHTTPSConnection(HTTPSConnection):
+    # The socket goes to the vetted IP; TLS still sends SNI and verifies for `self.host`.
+    def __init__(self, *args, guard: AddressGuard, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._guard = guard
+
+    def _new_conn(self):
+        return _guarded_new_conn(self, self._guard)
+
+
+class _GuardedHTTPPool(HTTPConnectionPool):
+    ConnectionCls = _GuardedHTTPConnection
+
+
+class _GuardedHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _GuardedHTTPSConnection
+
+
+class _GuardedPoolManager(urllib3.PoolManager):
+    def __init__(self, *args, guard: AddressGuard, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._guard = guard
+        self.pool_classes_by_scheme = {"http": _GuardedHTTPPool, "https": _GuardedHTTPSPool}
+
+    def _new_pool(self, scheme, host, port, request_context=None):
+        pool = super()._new_pool(scheme, host, port, request_context)
+        pool.conn_kw["guard"] = self._guard
+        return pool
+
+
+class _GuardedAdapter(HTTPAdapter):
+    def __init__(self, guard: AddressGuard, **kwargs) -> None:
+        self._guard = guard  # before super().__init__, which builds the pool manager
+        super().__init__(**kwargs)
+
+    def init_poolmanager(self, connections, maxsize, block=False, **pool_kwargs) -> None:
+        self._pool_connections = connections
+        self._pool_maxsize = maxsize
+        self._pool_block = block
+        self.poolmanager = _GuardedPoolManager(
+            num_pools=connections, maxsize=maxsize, block=block, guard=self._guard, **pool_kwargs
+        )
+
+    def proxy_manager_for(self, proxy, **proxy_kwargs):
+        # A proxy would make the connection (and the address check) somebody else's.
+        raise UrlRefused("address_blocked", "proxies are not used for cover downloads")
+
+
+class _NoCookies(requests.cookies.cookielib.DefaultCookiePolicy):
+    # Covers need no cookies, and a jar shared by all threads and hosts is state we don't want.
+    def set_ok(self, cookie, request) -> bool:
+        return False
+
+    def return_ok(self, cookie, request) -> bool:
+        return False
+
+
+# --- the downloader ---------------------------------------------------------------------------
+
+
+class Downloader:
+    """Fetches covers for one collage task; thread-safe; use as a context manager or close()."""
+
+    def __init__(
+        self, policy: FetchPolicy, *, pool_size: int = 8, deadline: float | None = None
+    ) -> None:
+        if pool_size < 1:
+            raise ValueError("pool_size must be >= 1")
+        self.policy = policy
+        self.deadline = deadline
+        self._guard = AddressGuard(policy.allow_loopback, policy.allowed_host_suffixes)
+        self._lock = threading.Lock()
+        self._bytes = 0
+        session = requests.Session()
+        session.trust_env = False  # no proxies or .netrc credentials from the environment
+        session.cookies.set_policy(_NoCookies())
+        session.headers.update(
+            {"User-Agent": USER_AGENT, "Accept": _ACCEPT, "Accept-Encoding": "identity"}
+        )
+        adapter = _GuardedAdapter(
+            self._guard, pool_connections=max(pool_size, 4), pool_maxsize=pool_size, max_retries=0
+        )
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        self._session = session
+
+    @property
+    def bytes_downloaded(self) -> int:
+        """Bytes of covers delivered by `fetch` so far (failed attempts are not counted)."""
+        with self._lock:
+            return self._bytes
+
+    def close(self) -> None:
+        self._session.close()
+
+    def __enter__(self) -> Downloader:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def fetch(self, url: str) -> bytes:
+        """The image bytes at `url` (magic bytes checked); raises DownloadError."""
+        try:
+            check_url(url, self._guard)
+        except UrlRefused as exc:
+            raise DownloadError(exc.code, str(exc)) from None
+        policy = self.policy
+        started = time.monotonic()
+        limit = started + policy.total_timeout
+        attempts = 0
+        while True:
+            attempts += 1
+            try:
+                data = self._attempt(url, limit)
+            except DownloadError as exc:
+                exc.attempts = attempts
+                if not exc.retryable or attempts > policy.max_retries:
+                    raise
+                delay = self._delay(attempts, exc.retry_after)
+                wake = time.monotonic() + delay
+                if self.deadline is not None and wake >= self.deadline:
+                    raise DownloadError(
+                        "deadline",
+                        f"{exc}; the task deadline leaves no time to retry",
+                        status=exc.status,
+                        attempts=attempts,
+                    ) from None
+                if wake >= limit:
+                    exc.args = (f"{exc}; the total timeout leaves no time to retry",)
+                    raise
+                log.info("retrying %s in %.2fs after: %s", scrub_url(url), delay, exc)
+                time.sleep(delay)
+                continue
+            with self._lock:
+                self._bytes += len(data)
+            return data
+
+    def _delay(self, attempt: int, retry_after: float | None) -> float:
+        policy = self.policy
+        if retry_after is not None:
+            return min(retry_after, policy.retry_after_cap)
+        return random.uniform(0, min(policy.backoff_cap, policy.backoff_base * 2 ** (attempt - 1)))
+
+    def _time_left(self, limit: float, url: str, what: str) -> tuple[float, str]:
+        """Seconds left for this attempt and the code to use when they run out."""
+        now = time.monotonic()
+        if self.deadline is not None and self.deadline <= limit:
+            left, code = self.deadline - now, "deadline"
+        else:
+            left, code = limit - now, "timeout"
+        if left <= 0:
+            reason = "task deadline reached" if code == "deadline" else "total timeout reached"
+            raise DownloadError(code, f"{reason} {what} {scrub_url(url)}")
+        return left, code
+
+    def _attempt(self, url: str, limit: float) -> bytes:
+        policy = self.policy
+        current = url
+        for hop in range(policy.max_redirects + 1):
+            if hop:
+                try:
+                    check_url(current, self._guard)
+                except UrlRefused as exc:
+                    raise DownloadError(exc.code, f"redirect refused: {exc}") from None
+            left, _ = self._time_left(limit, current, "before requesting")
+            response = self._request(
+                current, (min(policy.connect_timeout, left), min(policy.read_timeout, left))
+            )
+            try:
+                status = response.status_code
+                location = response.headers.get("Location")
+                if status in _REDIRECTS and location:
+                    _discard(response)
+                    current = urljoin(current, location)
+                    continue
+                if 200 <= status < 300:
+                    return self._read_body(response, current, limit)
+                _discard(response)
+                raise DownloadError(
+                    "http_status",
+                    f"HTTP {status} from {scrub_url(current)}",
+                    status=status,
+                    retryable=status in (408, 429) or 500 <= status <= 599,
+                    retry_after=_retry_after(response.headers.get("Retry-After")),
+                )
+            finally:
+                response.close()
+        raise DownloadError(
+            "too_many_redirects",
+            f"more than {policy.max_redirects} redirects from {scrub_url(url)}",
+        )
+
+    def _request(self, url: str, timeout: tuple[float, float]) -> requests.Response:
+        shown = scrub_url(url)
+        try:
+            return self._session.get(url, stream=True, allow_redirects=False, timeout=timeout)
+        except UrlRefused as exc:
+            raise DownloadError(exc.code, str(exc)) from None
+        except requests.Timeout as exc:
+            raise DownloadError("timeout", f"timed out on {shown}", retryable=True) from exc
+        except requests.ConnectionError as exc:
+            raise DownloadError(
+                "connect_failed", f"connection failed to {shown}: {_cause(exc)}", retryable=True
+            ) from exc
+        except (requests.RequestException, ValueError) as exc:
+            raise DownloadError("invalid_url", f"cannot request {shown}: {_cause(exc)}") from exc
+
+    def _read_body(self, response: requests.Response, url: str, limit: float) -> bytes:
+        policy = self.policy
+        shown = scrub_url(url)
+        declared = _content_length(response.headers.get("Content-Length"))
+        if declared is not None and declared > policy.max_bytes:
+            raise DownloadError(
+                "too_large", f"{shown} declares {declared} bytes (limit {policy.max_bytes})"
+            )
+        raw = response.raw
+        chunks: list[bytes] = []
+        received = 0
+        sniffed = False
+        while True:
+            left, code = self._time_left(limit, url, f"after {received} bytes of")
+            _tighten_read_timeout(raw, min(policy.read_timeout, left))
+            try:
+                chunk = raw.read1(_CHUNK)
+            except ReadTimeoutError:
+                raise DownloadError(
+                    code if left < policy.read_timeout else "timeout",
+                    f"read timed out after {received} bytes of {shown}",
+                    retryable=True,
+                ) from None
+            except (urllib3.exceptions.HTTPError, OSError) as exc:
+                if declared is not None or received:
+                    raise DownloadError(
+                        "truncated",
+                        f"{shown} ended after {received} of {declared or '?'} bytes",
+                        retryable=True,
+                    ) from exc
+                raise DownloadError(
+                    "connect_failed", f"connection broken on {shown}: {_cause(exc)}", retryable=True
+                ) from exc
+            if not chunk:
+                break
+            chunks.append(chunk)
+            received += len(chunk)
+            if received > policy.max_bytes:
+                raise DownloadError(
+                    "too_large", f"{shown} is larger than the limit of {policy.max_bytes} bytes"
+                )
+            if not sniffed and received >= formats.SNIFF_BYTES:
+                _check_image(b"".join(chunks)[: formats.SNIFF_BYTES], response, shown)
+                sniffed = True
+        if declared is not None and received < declared:
+            raise DownloadError(
+                "truncated", f"{shown} ended after {received} of {declared} bytes", retryable=True
+            )
+        body = b"".join(chunks)
+        if not sniffed:
+            _check_image(body, response, shown)
+        return body
+
+
+def _check_image(head: bytes, response: requests.Response, shown: str) -> None:
+    if formats.sniff(head) is None:
+        kind = response.headers.get("Content-Type", "unknown type").split(";")[0].strip()
+        size = "an empty body" if not head else f"{kind}"
+        raise DownloadError("not_an_image", f"{shown} is not an image (served {size})")
+
+
+def _tighten_read_timeout(raw: urllib3.HTTPResponse, seconds: float) -> None:
+    # Each socket read waits at most the time this URL has left, so a silent server is cut
+    # off at the total timeout / deadline rather than a full read timeout later.
+    sock = getattr(getattr(raw, "_connection", None), "sock", None)
+    if sock is not None:
+        sock.settimeout(max(seconds, 0.001))
+
+
+def _discard(response: requests.Response) -> None:
+    """Read a small unwanted body so its connection goes back to the pool; else drop it."""
+    length = _content_length(response.headers.get("Content-Length"))
+    if length is None or length > _DRAIN_LIMIT:
+        response.raw.close()
+        return
+    try:
+        response.raw.read(length, decode_content=False)
+        response.raw.release_conn()
+    except (urllib3.exceptions.HTTPError, OSError):
+        response.raw.close()
+
+
+def _content_length(value: str | None) -> int | None:
+    if value is None or not value.strip().isdigit():
+        return None
+    return int(value)
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def _cause(exc: BaseException) -> str:
+    """The innermost readable reason of a requests/urllib3 error, without credentials."""
+    seen = exc
+    while True:
+        inner = getattr(seen, "reason", None) or seen.__cause__ or seen.__context__
+        if inner is None and seen.args and isinstance(seen.args[0], BaseException):
+            inner = seen.args[0]
+        if inner is None or inner is seen or not isinstance(inner, BaseException):
+            break
+        seen = inner
+    text = scrub_text(str(seen)) or type(seen).__name__
+    return text if len(text) <= 200 else text[:199] + "…"
