@@ -17,7 +17,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from socket import timeout as SocketTimeout
 from types import TracebackType
 from urllib.parse import urljoin
 
@@ -130,7 +129,7 @@ def _guarded_new_conn(conn: HTTPConnection, guard: AddressGuard):  # -> socket.s
                 source_address=conn.source_address,
                 socket_options=conn.socket_options,
             )
-        except SocketTimeout as exc:
+        except TimeoutError as exc:
             raise ConnectTimeoutError(
                 conn, f"connection to {conn.host} timed out (connect timeout={conn.timeout})"
             ) from exc
@@ -382,10 +381,13 @@ class Downloader:
             try:
                 chunk = raw.read1(_CHUNK)
             except ReadTimeoutError:
+                if left < policy.read_timeout:  # the socket wait was cut to the time left
+                    reason = "task deadline" if code == "deadline" else "total timeout"
+                    raise DownloadError(
+                        code, f"{reason} reached after {received} bytes of {shown}"
+                    ) from None
                 raise DownloadError(
-                    code if left < policy.read_timeout else "timeout",
-                    f"read timed out after {received} bytes of {shown}",
-                    retryable=True,
+                    "timeout", f"read timed out after {received} bytes of {shown}", retryable=True
                 ) from None
             except (urllib3.exceptions.HTTPError, OSError) as exc:
                 if declared is not None or received:

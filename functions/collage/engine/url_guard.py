@@ -135,7 +135,9 @@ class AddressGuard:
         if not self.allowed_host_suffixes:
             return
         name = host.strip("[]").lower()
-        if not host_matches(name if name.isascii() else _ascii_host(name), self.allowed_host_suffixes):
+        if not host_matches(
+            name if name.isascii() else _ascii_host(name), self.allowed_host_suffixes
+        ):
             raise UrlRefused("host_not_allowed", f"host {name} is not in the allowed host list")
 
     def vet(self, host: str, port: int) -> list[str]:

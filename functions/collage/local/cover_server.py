@@ -1,0 +1,341 @@
+"""A loopback HTTP/1.1 cover server with programmable faults, for tests, the demo and benchmarks.
+
+It binds 127.0.0.1 only, keeps connections alive (so connection reuse can be measured through
+`connections`), counts requests per path in `hits`, and can misbehave per path: error statuses,
+resets, slow drips, truncated or huge bodies, HTML instead of an image, redirect chains.
+Everything it does is bounded in time, and `stop()` closes open connections so nothing hangs.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import mimetypes
+import socket
+import socketserver
+import struct
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+from urllib.parse import urlsplit
+
+FAULT_KINDS = ("status", "reset", "slow", "truncate", "html", "huge", "redirect")
+_BLOCK = 64 * 1024
+_IDLE_TIMEOUT = 10.0  # an idle keep-alive connection (or a stuck client) is dropped after this
+_MAX_FAULT_SECONDS = 60.0  # no single slow response lasts longer than this
+# Starts like a JPEG so magic-byte checks pass; fault bodies need no more than that.
+_JPEG_HEAD = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00"
+
+
+def fake_jpeg(size: int) -> bytes:
+    """`size` bytes that start with JPEG magic (enough for transfer tests, not for decoding)."""
+    return (_JPEG_HEAD + bytes(max(0, size - len(_JPEG_HEAD))))[:size]
+
+
+@dataclass
+class _Fault:
+    kind: str
+    params: dict[str, Any] = field(default_factory=dict)
+    remaining: int | None = None  # None = every request; else this many, then serve normally
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+    allow_reuse_address = True
+    request_queue_size = 128
+    owner: CoverServer
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind does a reverse DNS lookup (getfqdn): skip it.
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = self.server_address[:2]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive
+    timeout = _IDLE_TIMEOUT
+    server: _Server
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.owner._opened(self.connection)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            self.server.owner._closed(self.connection)
+
+    def do_GET(self) -> None:
+        self.server.owner._serve(self, body=True)
+
+    def do_HEAD(self) -> None:
+        self.server.owner._serve(self, body=False)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+class CoverServer:
+    """Threaded HTTP/1.1 server with keep-alive on 127.0.0.1; start()/stop() or `with`."""
+
+    def __init__(self, *, latency: float = 0.0, port: int = 0) -> None:
+        self.latency = latency
+        self._port = port
+        self._files: dict[str, tuple[bytes, str]] = {}
+        self._faults: dict[str, _Fault] = {}
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._open: set[socket.socket] = set()
+        self._httpd: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self.hits: collections.Counter[str] = collections.Counter()
+        self.bytes_sent: collections.Counter[str] = collections.Counter()  # body bytes per path
+        self.headers_seen: dict[str, dict[str, str]] = {}  # last request's headers per path
+        self.connections = 0
+        self.base_url = ""
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> CoverServer:
+        if self._httpd is not None:
+            return self
+        httpd = _Server(("127.0.0.1", self._port), _Handler)
+        httpd.owner = self
+        self._httpd = httpd
+        self.base_url = f"http://127.0.0.1:{httpd.server_address[1]}"
+        self._thread = threading.Thread(
+            target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        httpd, self._httpd = self._httpd, None
+        if httpd is None:
+            return
+        self._stopping.set()
+        httpd.shutdown()
+        with self._lock:
+            open_sockets = list(self._open)
+        for sock in open_sockets:  # wake handler threads blocked on idle keep-alive reads
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        httpd.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> CoverServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # --- content -------------------------------------------------------------------------------
+
+    def url(self, path: str) -> str:
+        if not self.base_url:
+            raise RuntimeError("start() the server first")
+        return self.base_url + _norm(path)
+
+    def add(self, path: str, data: bytes, content_type: str = "image/jpeg") -> str:
+        with self._lock:
+            self._files[_norm(path)] = (bytes(data), content_type)
+        return self.url(path)
+
+    def add_directory(self, directory: Path, prefix: str = "/") -> list[str]:
+        """Serve every file under `directory` at `prefix` + its relative path; URLs sorted."""
+        root = Path(directory)
+        base = "/" + prefix.strip("/")
+        urls = []
+        for file in sorted(p for p in root.rglob("*") if p.is_file()):
+            kind = mimetypes.guess_type(file.name)[0] or "application/octet-stream"
+            rel = file.relative_to(root).as_posix()
+            urls.append(self.add(f"{base.rstrip('/')}/{rel}", file.read_bytes(), kind))
+        return urls
+
+    def fault(self, path: str, kind: str, **params: Any) -> str:
+        """Make `path` misbehave; `times=N` limits it to the first N requests. Returns the URL.
+
+        status: code=404, retry_after=None | reset | slow: bytes_per_second=20, size=None |
+        truncate: send=None (bytes actually sent) | html | huge: size=64 MiB,
+        declare_length=True | redirect: hops=1, to=path-or-URL, code=302
+        """
+        if kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault {kind!r}; one of {', '.join(FAULT_KINDS)}")
+        path = _norm(path)
+        times = params.pop("times", None)
+        with self._lock:
+            if kind == "redirect":
+                hops = int(params.pop("hops", 1))
+                if hops < 1 or "to" not in params:
+                    raise ValueError("redirect needs hops >= 1 and to=path or URL")
+                chain = [path] + [f"{path}.hop{i}" for i in range(1, hops)]
+                targets = [*chain[1:], params["to"]]
+                for source, target in zip(chain, targets, strict=True):
+                    self._faults[source] = _Fault(kind, {**params, "to": target}, times)
+            else:
+                self._faults[path] = _Fault(kind, params, times)
+        return self.url(path)
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
+    # --- serving (runs on handler threads) -------------------------------------------------------
+
+    def _opened(self, sock: socket.socket) -> None:
+        with self._lock:
+            self.connections += 1
+            self._open.add(sock)
+
+    def _closed(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._open.discard(sock)
+
+    def _serve(self, handler: _Handler, *, body: bool) -> None:
+        path = urlsplit(handler.path).path
+        with self._lock:
+            self.hits[path] += 1
+            self.headers_seen[path] = dict(handler.headers.items())
+            fault = self._faults.get(path)
+            if fault is not None and fault.remaining is not None:
+                if fault.remaining <= 0:
+                    fault = None
+                else:
+                    fault.remaining -= 1
+            file = self._files.get(path)
+        if self.latency > 0 and self._stopping.wait(self.latency):
+            handler.close_connection = True
+            return
+        if fault is None:
+            if file is None:
+                self._send(handler, path, 404, b"not found\n", "text/plain", body=body)
+            else:
+                self._send(handler, path, 200, file[0], file[1], body=body)
+            return
+        data = file[0] if file else None
+        getattr(self, f"_fault_{fault.kind}")(handler, path, data, body=body, **fault.params)
+
+    def _send(
+        self,
+        handler: _Handler,
+        path: str,
+        status: int,
+        payload: bytes,
+        content_type: str,
+        *,
+        body: bool,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        handler.send_response(status)
+        handler.send_header("Content-Type", content_type)
+        handler.send_header("Content-Length", str(len(payload)))
+        for name, value in (headers or {}).items():
+            handler.send_header(name, value)
+        handler.end_headers()
+        if body:
+            handler.wfile.write(payload)
+            self._count(path, len(payload))
+
+    def _count(self, path: str, sent: int) -> None:
+        with self._lock:
+            self.bytes_sent[path] += sent
+
+    def _fault_status(self, handler, path, data, *, body, code=404, retry_after=None) -> None:
+        headers = {} if retry_after is None else {"Retry-After": str(retry_after)}
+        message = f"status {code}\n".encode()
+        self._send(handler, path, int(code), message, "text/plain", body=body, headers=headers)
+
+    def _fault_reset(self, handler, path, data, *, body) -> None:
+        # SO_LINGER 0: close() sends a TCP RST instead of a clean FIN.
+        handler.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        handler.close_connection = True
+
+    def _fault_html(self, handler, path, data, *, body) -> None:
+        page = b"<!doctype html><html><head><title>Login</title></head><body>nope</body></html>\n"
+        self._send(handler, path, 200, page, "text/html; charset=utf-8", body=body)
+
+    def _fault_truncate(self, handler, path, data, *, body, send=None, size=4096) -> None:
+        payload = data if data is not None else fake_jpeg(size)
+        send = len(payload) // 2 if send is None else min(int(send), len(payload))
+        handler.send_response(200)
+        handler.send_header("Content-Type", "image/jpeg")
+        handler.send_header("Content-Length", str(len(payload)))
+        handler.end_headers()
+        if body:
+            handler.wfile.write(payload[:send])
+            self._count(path, send)
+        handler.close_connection = True
+
+    def _fault_slow(self, handler, path, data, *, body, bytes_per_second=20, size=1024) -> None:
+        payload = data if data is not None else fake_jpeg(size)
+        handler.send_response(200)
+        handler.send_header("Content-Type", "image/jpeg")
+        handler.send_header("Content-Length", str(len(payload)))
+        handler.end_headers()
+        if not body:
+            return
+        tick = 0.05
+        piece = max(1, int(bytes_per_second * tick))
+        budget = _MAX_FAULT_SECONDS / tick
+        try:
+            for offset in range(0, len(payload), piece):
+                handler.wfile.write(payload[offset : offset + piece])
+                handler.wfile.flush()
+                self._count(path, len(payload[offset : offset + piece]))
+                budget -= 1
+                if budget <= 0 or self._stopping.wait(tick):
+                    break
+        except OSError:
+            pass
+        handler.close_connection = True
+
+    def _fault_huge(
+        self, handler, path, data, *, body, size=64 * 1024 * 1024, declare_length=True
+    ) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Type", "image/jpeg")
+        if declare_length:
+            handler.send_header("Content-Length", str(size))
+        else:
+            handler.send_header("Transfer-Encoding", "chunked")
+        handler.end_headers()
+        handler.close_connection = True
+        if not body:
+            return
+        block = fake_jpeg(_BLOCK)
+        zeros = bytes(_BLOCK)
+        sent = 0
+        try:
+            while sent < size and not self._stopping.is_set():
+                part = (block if sent == 0 else zeros)[: size - sent]
+                if declare_length:
+                    handler.wfile.write(part)
+                else:
+                    handler.wfile.write(b"%x\r\n%b\r\n" % (len(part), part))
+                sent += len(part)
+                self._count(path, len(part))
+            if not declare_length and sent >= size:
+                handler.wfile.write(b"0\r\n\r\n")
+        except OSError:
+            pass  # the client gave up, as it should
+
+    def _fault_redirect(self, handler, path, data, *, body, to, code=302) -> None:
+        location = self.base_url + to if to.startswith("/") else to
+        self._send(
+            handler, path, int(code), b"", "text/plain", body=body, headers={"Location": location}
+        )
+
+
+def _norm(path: str) -> str:
+    return "/" + path.lstrip("/")
