@@ -356,6 +356,8 @@ class Downloader:
             raise DownloadError(exc.code, str(exc)) from None
         except requests.Timeout as exc:
             raise DownloadError("timeout", f"timed out on {shown}", retryable=True) from exc
+        except requests.exceptions.SSLError as exc:  # a bad certificate will not get better
+            raise DownloadError("connect_failed", f"TLS failed for {shown}: {_cause(exc)}") from exc
         except requests.ConnectionError as exc:
             raise DownloadError(
                 "connect_failed", f"connection failed to {shown}: {_cause(exc)}", retryable=True
