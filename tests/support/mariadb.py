@@ -51,6 +51,19 @@ def binaries() -> tuple[str, str]:
     return server, install
 
 
+def server_or_skip() -> MariaDBServer:
+    """A (not yet started) server for a pytest fixture: skip when it is not installed, but fail
+    when CI=true, where a missing server must never pass silently."""
+    import pytest
+
+    try:
+        return MariaDBServer()
+    except MariaDBUnavailable as reason:
+        if os.environ.get("CI", "").strip().lower() in ("true", "1", "yes"):
+            pytest.fail(f"CI=true but the MariaDB server is missing: {reason}", pytrace=False)
+        pytest.skip(f"MariaDB server not installed: {reason}")
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
