@@ -181,7 +181,9 @@ def _check_record(
         return None
     creator = normalise_creator(record[creator_at])
     url = record[url_at].strip()
-    stamp_text = record[updated_at].strip() if updated_at is not None and updated_at < len(record) else ""
+    stamp_text = (
+        record[updated_at].strip() if updated_at is not None and updated_at < len(record) else ""
+    )
     shown = creator[:80]
     if any("\ufffd" in field for field in (creator, url, stamp_text)):
         on_issue(RowIssue(line, "row is not valid UTF-8", creator=shown))
@@ -191,7 +193,11 @@ def _check_record(
         return None
     if len(creator) > MAX_CREATOR_NAME_LENGTH:
         on_issue(
-            RowIssue(line, f"creator_name longer than {MAX_CREATOR_NAME_LENGTH} characters", creator=shown)
+            RowIssue(
+                line,
+                f"creator_name longer than {MAX_CREATOR_NAME_LENGTH} characters",
+                creator=shown,
+            )
         )
         return None
     problem = check_url(url)
@@ -201,15 +207,19 @@ def _check_record(
     timestamp = parse_timestamp(stamp_text)
     if stamp_text and timestamp is None:
         on_issue(
-            RowIssue(line, f"updated_at {stamp_text[:40]!r} is not an ISO date; sorted last", "warning", shown)
+            RowIssue(
+                line,
+                f"updated_at {stamp_text[:40]!r} is not an ISO date; sorted last",
+                "warning",
+                shown,
+            )
         )
         stamp_text = ""
     return CoverRow(line, creator, url, stamp_text, timestamp)
 
 
 def tile_order_key(row: CoverRow) -> tuple[int, float, int]:
-    """The documented tile order: newest `updated_at` first, rows without one last, then CSV order."""
+    """The tile order: newest `updated_at` first, rows without one last, ties in CSV order."""
     if row.timestamp is None:
         return (1, 0.0, row.line)
     return (0, -row.timestamp, row.line)
-

@@ -1,0 +1,148 @@
+"""The end of a run: collect every creator's result, write the run report, archive the CSV.
+
+Every creator the split produced appears in the report: with its result record, or, when its
+task never wrote one (it crashed past its retries, or the map stopped early), as failed with
+the reason the state machine recorded. A run that failed as a whole moves its CSV to `failed/`
+with an error report beside it; otherwise the CSV goes to `archive/`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import Any
+
+from collage import aws
+from collage.collage_task import failed_record
+from collage.runs import ARCHIVE_PREFIX, CSV_PREFIX, FAILED_PREFIX
+
+READ_WORKERS = 32  # result records are small: many in flight keeps a 50k-creator run quick
+
+
+def parked_key(prefix: str, source_key: str, timestamp: str) -> str:
+    """Where a run's CSV is kept: `archive/daily/covers_20250119T103000Z.csv` (or `failed/...`)."""
+    relative = source_key.removeprefix(CSV_PREFIX)
+    stem = relative[:-4] if relative.lower().endswith(".csv") else relative
+    return f"{prefix}{stem}_{timestamp}.csv"
+
+
+def report_key(run: Mapping[str, Any]) -> str:
+    return f"{run['output_prefix']}report_{run['timestamp']}.json"
+
+
+def describe_error(error: Mapping[str, Any] | None) -> str | None:
+    """A state machine error ({"Error", "Cause"}) as one readable line."""
+    if not error:
+        return None
+    cause = error.get("Cause") or ""
+    try:
+        parsed = json.loads(cause)
+        if isinstance(parsed, dict) and parsed.get("errorMessage"):
+            cause = parsed["errorMessage"]
+    except (TypeError, ValueError):
+        pass
+    return f"{error.get('Error', 'Error')}: {cause}".strip().rstrip(":")
+
+
+def collect_results(
+    temp_bucket: str, run: Mapping[str, Any], missing_reason: str
+) -> list[dict[str, Any]]:
+    """One record per expected creator, in CSV order."""
+    expected = aws.get_json(temp_bucket, f"{run['temp_prefix']}expected.json") or []
+
+    def load(entry: list[str]) -> dict[str, Any]:
+        creator, name = entry
+        record = aws.get_json(temp_bucket, f"{run['temp_prefix']}results/{name}.json")
+        return record or failed_record(creator, name, missing_reason)
+
+    with ThreadPoolExecutor(READ_WORKERS) as pool:
+        return list(pool.map(load, expected))
+
+
+def totals(records: list[Mapping[str, Any]], split: Mapping[str, Any]) -> dict[str, Any]:
+    statuses = Counter(record["status"] for record in records)
+    return {
+        "creators": {
+            "total": len(records),
+            "succeeded": statuses["ok"],
+            "partial": statuses["partial"],
+            "failed": statuses["failed"],
+        },
+        "covers": {
+            "downloaded": sum(r.get("covers_ok", 0) for r in records),
+            "failed": sum(r.get("covers_failed", 0) for r in records),
+            "cut": sum(r.get("covers_cut", 0) for r in records),
+            "bytes": sum(r.get("bytes_downloaded", 0) for r in records),
+        },
+        "collages": sum(len(r.get("collages", [])) for r in records),
+        "rows": {
+            "used": split.get("rows", 0),
+            "rejected": split.get("rows_rejected", 0),
+            "warnings": split.get("row_warnings", 0),
+        },
+    }
+
+
+def finish_run(
+    run: Mapping[str, Any],
+    config: Mapping[str, Any],
+    split: Mapping[str, Any] | None,
+    *,
+    input_bucket: str,
+    output_bucket: str,
+    temp_bucket: str,
+    error: Mapping[str, Any] | None = None,
+    failed_stage: str | None = None,
+) -> dict[str, Any]:
+    """Write the report, park the CSV, and return the concise run summary (the execution output).
+
+    `error` is the state machine's error for a stage that failed as a whole (`failed_stage`:
+    "split" or "map"); without it the run succeeded, whatever some creators did.
+    """
+    reason = describe_error(error)
+    records = (
+        collect_results(temp_bucket, run, reason or "the collage task did not record a result")
+        if split
+        else []
+    )
+    row_issues = aws.get_json(temp_bucket, f"{run['temp_prefix']}row-issues.json") or []
+    status = "failed" if error else "succeeded"
+    run_totals = totals(records, split or {})
+    if status == "succeeded" and run_totals["creators"]["failed"] + run_totals["covers"]["failed"]:
+        status = "completed_with_failures"
+
+    park_prefix = FAILED_PREFIX if error else ARCHIVE_PREFIX
+    parked = parked_key(park_prefix, run["source_key"], run["timestamp"])
+    aws.move_object(run["source_bucket"], run["source_key"], input_bucket, parked)
+
+    report = {
+        "run_id": run["id"],
+        "status": status,
+        "error": {"stage": failed_stage, "reason": reason} if error else None,
+        "trigger": run["trigger"],
+        "source": f"s3://{run['source_bucket']}/{run['source_key']}",
+        "csv": f"s3://{input_bucket}/{parked}",
+        "timestamp": run["timestamp"],
+        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "config": dict(config),
+        "totals": run_totals,
+        "row_issues": row_issues,
+        "creators": records,
+    }
+    key = report_key(run)
+    aws.put_json(output_bucket, key, report)
+    if error:
+        aws.put_json(input_bucket, parked[: -len(".csv")] + ".error.json", report["error"])
+
+    return {
+        "run_id": run["id"],
+        "status": status,
+        "error": report["error"],
+        **run_totals,
+        "collages_at": f"s3://{output_bucket}/{run['output_prefix']}",
+        "report": f"s3://{output_bucket}/{key}",
+        "csv": report["csv"],
+    }

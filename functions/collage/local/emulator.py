@@ -1,0 +1,448 @@
+"""An embedded local AWS (moto) that runs the real state machine with the real handlers.
+
+What is real: the buckets and queues, the ASL in `statemachine/` (interpreted by moto's port of
+LocalStack's Step Functions engine), the handlers named in `template.yaml` with the template's
+environment and parameter defaults, SQS receive counts and the dead-letter redrive.
+
+What this module bridges, because moto cannot do it without Docker or does not do it at all
+(see shared notes "offline-aws.md"):
+1. Lambda invocation: `LambdaBackend.invoke` is replaced by a dispatcher that calls the
+   handler in-process and reports errors as AWS does (`x-amz-function-error: Unhandled` and an
+   `errorType` that Retry/Catch match on).
+2. EXPRESS map children: moto parses only STANDARD, so `MapExecutionType` is substituted with
+   STANDARD here (the deployed template keeps EXPRESS).
+3. EventBridge -> Lambda for S3 uploads: moto's event differs from AWS's (`eTag` vs `etag`),
+   so `upload_csv` builds the AWS-shaped "Object Created" event and invokes the starter.
+4. SQS -> Lambda: moto's event source mapping sends one message per call with a fixed
+   timestamp and ignores partial batch responses, so `deliver_messages` polls the queue like
+   Lambda's event source mapping does (batches, real attributes, `batchItemFailures`).
+5. The map's recursion depth: moto's map worker recurses once per item, so the recursion
+   limit and the thread stack size are raised before any worker thread starts.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import threading
+import time
+import traceback
+import uuid
+import warnings
+from collections.abc import Callable
+from datetime import UTC, datetime
+from importlib import import_module
+from pathlib import Path
+from typing import Any
+
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+STACK = "collage-local"
+TERMINAL = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
+# The resources of template.yaml that the local stack creates, by logical id.
+BUCKETS = {"InputBucket": "input", "OutputBucket": "output", "TempBucket": "temp"}
+QUEUES = ("ProcessingQueue", "ProcessingDeadLetterQueue")
+
+
+def project_root() -> Path:
+    """The checkout holding template.yaml (the package is installed from it in editable mode)."""
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        if (parent / "template.yaml").is_file() and (parent / "statemachine").is_dir():
+            return parent
+    raise FileNotFoundError("template.yaml not found above collage/: run from a checkout")
+
+
+class LambdaContext:
+    """The attributes of the Lambda context object that handlers and Powertools read."""
+
+    def __init__(self, function_name: str, timeout: float, memory: int) -> None:
+        self.function_name = function_name
+        self.function_version = "$LATEST"
+        self.memory_limit_in_mb = memory
+        self.invoked_function_arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{function_name}"
+        self.aws_request_id = str(uuid.uuid4())
+        self.log_group_name = f"/aws/lambda/{function_name}"
+        self.log_stream_name = "local"
+        self._ends = time.monotonic() + timeout
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(int((self._ends - time.monotonic()) * 1000), 0)
+
+
+class LocalStack:
+    """The whole stack on moto. Use as a context manager; everything is gone on exit."""
+
+    def __init__(
+        self, *, allow_loopback: bool = False, root: Path | None = None, verbose: bool = False
+    ) -> None:
+        self.root = root or project_root()
+        self.allow_loopback = allow_loopback
+        self.verbose = verbose
+        self._mock: Any = None
+        self._saved_env: dict[str, str | None] = {}
+        self._saved_invoke: Any = None
+        self.functions: dict[str, dict[str, Any]] = {}  # function name -> spec
+        self.names: dict[str, str] = {}  # logical id -> physical name / ARN / URL
+
+    # ------------------------------------------------------------------ set-up
+    def __enter__(self) -> LocalStack:
+        from samcli.yamlhelper import yaml_parse
+
+        self.template = yaml_parse((self.root / "template.yaml").read_text())
+        sys.setrecursionlimit(max(sys.getrecursionlimit(), 200_000))
+        threading.stack_size(512 * 1024 * 1024)  # virtual; only touched pages are used
+        self._set_env(
+            {
+                "AWS_ACCESS_KEY_ID": "testing",
+                "AWS_SECRET_ACCESS_KEY": "testing",
+                "AWS_SESSION_TOKEN": "testing",
+                "AWS_DEFAULT_REGION": REGION,
+                "AWS_REGION": REGION,
+                "POWERTOOLS_TRACE_DISABLED": "true",
+                "POWERTOOLS_METRICS_DISABLED": "true",
+                "POWERTOOLS_DEV": "false",
+                "COLLAGE_ALLOW_LOOPBACK": "1" if self.allow_loopback else "0",
+            }
+        )
+        if not self.verbose:
+            # moto logs every ASL failure with its whole parse tree; the report names them.
+            logging.getLogger("moto").setLevel(logging.CRITICAL)
+            warnings.filterwarnings("ignore", message="No application metrics to publish")
+        from moto import mock_aws
+
+        self._mock = mock_aws(config={"stepfunctions": {"execute_state_machine": True}})
+        self._mock.start()
+        from collage import aws
+
+        aws.reset_clients()
+        self._install_lambda_dispatcher()
+        self._create_resources()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        from moto.awslambda.models import LambdaBackend
+
+        from collage import aws
+
+        if self._saved_invoke is not None:
+            LambdaBackend.invoke = self._saved_invoke
+        aws.reset_clients()
+        if self._mock is not None:
+            self._mock.stop()
+        threading.stack_size(0)
+        for key, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+    def _set_env(self, values: dict[str, str]) -> None:
+        for key, value in values.items():
+            self._saved_env.setdefault(key, os.environ.get(key))
+            os.environ[key] = value
+
+    def _resolve(self, value: Any) -> Any:
+        """Template values: parameter defaults and the local resources' names for `!Ref`."""
+        if isinstance(value, dict) and "Ref" in value:
+            ref = value["Ref"]
+            if ref in self.names:
+                return self.names[ref]
+            parameter = self.template.get("Parameters", {}).get(ref)
+            if parameter is not None:
+                return str(parameter.get("Default", ""))
+            raise KeyError(f"template reference {ref!r} has no local value")
+        if isinstance(value, dict) and "Fn::GetAtt" in value:
+            target, attribute = value["Fn::GetAtt"]
+            return self.names[f"{target}.{attribute}"]
+        return value
+
+    def _create_resources(self) -> None:
+        from collage import aws
+
+        s3, sqs = aws.client("s3"), aws.client("sqs")
+        for logical, short in BUCKETS.items():
+            name = f"{STACK}-{short}"
+            s3.create_bucket(Bucket=name)
+            self.names[logical] = name
+        dlq = sqs.create_queue(QueueName=f"{STACK}-dlq")["QueueUrl"]
+        dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]
+        queue_props = self.template["Resources"]["ProcessingQueue"]["Properties"]
+        redrive = {
+            "deadLetterTargetArn": dlq_arn["QueueArn"],
+            "maxReceiveCount": str(queue_props["RedrivePolicy"]["maxReceiveCount"]),
+        }
+        queue = sqs.create_queue(
+            QueueName=f"{STACK}-queue",
+            Attributes={"RedrivePolicy": json.dumps(redrive), "VisibilityTimeout": "0"},
+        )["QueueUrl"]
+        self.names.update({"ProcessingQueue": queue, "ProcessingDeadLetterQueue": dlq})
+
+        machine_name = f"{STACK}-collage-workflow"
+        machine_arn = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{machine_name}"
+        self.names["CollageStateMachine"] = machine_arn
+        self._create_functions()
+        self._create_state_machine(machine_name)
+
+    def _create_functions(self) -> None:
+        import io
+        import zipfile
+
+        from collage import aws
+
+        iam = aws.client("iam")
+        role = iam.create_role(
+            RoleName="collage-local-role",
+            AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []}),
+        )["Role"]["Arn"]
+        archive = io.BytesIO()
+        with zipfile.ZipFile(archive, "w") as zipped:
+            zipped.writestr("placeholder.py", "# handlers run in-process\n")
+        globals_ = self.template.get("Globals", {}).get("Function", {})
+        shared_env = globals_.get("Environment", {}).get("Variables", {})
+        for logical, resource in self.template["Resources"].items():
+            if resource["Type"] != "AWS::Serverless::Function":
+                continue
+            props = resource["Properties"]
+            name = f"{STACK}-{logical}"
+            response = aws.client("lambda").create_function(
+                FunctionName=name,
+                Runtime=globals_.get("Runtime", "python3.11"),
+                Role=role,
+                Handler=props["Handler"],
+                Code={"ZipFile": archive.getvalue()},
+            )
+            self.names[logical] = name
+            self.names[f"{logical}.Arn"] = response["FunctionArn"]
+            self.functions[name] = {
+                "logical": logical,
+                "handler": props["Handler"],
+                "timeout": float(self._resolve(props.get("Timeout", globals_.get("Timeout", 60)))),
+                "memory": int(
+                    self._resolve(props.get("MemorySize", globals_.get("MemorySize", 512)))
+                ),
+                "env": {**shared_env, **props.get("Environment", {}).get("Variables", {})},
+            }
+        # One process: every function's variables together (they agree on shared names).
+        variables = {
+            key: str(self._resolve(value))
+            for spec in self.functions.values()
+            for key, value in spec["env"].items()
+        }
+        if not self.verbose:  # a local run shows progress and problems, not every INFO line
+            variables["POWERTOOLS_LOG_LEVEL"] = "WARNING"
+        self._set_env(variables)
+
+    def _create_state_machine(self, machine_name: str) -> None:
+        from collage import aws
+
+        props = self.template["Resources"]["CollageStateMachine"]["Properties"]
+        definition = (self.root / props["DefinitionUri"]).read_text()
+        substitutions = {
+            key: self._resolve(value) for key, value in props["DefinitionSubstitutions"].items()
+        }
+        substitutions["MapExecutionType"] = "STANDARD"  # bridge 2: moto rejects EXPRESS children
+        for key, value in substitutions.items():
+            definition = definition.replace("${" + key + "}", str(value))
+        aws.client("stepfunctions").create_state_machine(
+            name=machine_name,
+            definition=definition,
+            roleArn=f"arn:aws:iam::{ACCOUNT}:role/collage-local-states",
+            type="STANDARD",
+        )
+
+    # ------------------------------------------------------------------ bridge 1: Lambda
+    def _install_lambda_dispatcher(self) -> None:
+        from moto.awslambda.models import LambdaBackend
+
+        stack = self
+        self._saved_invoke = LambdaBackend.invoke
+
+        def invoke(backend, function_name, qualifier, body, headers, response_headers):
+            name = function_name.rsplit(":function:", 1)[-1].split(":")[0]
+            payload = stack.call_function(name, json.loads(body or "{}"), response_headers)
+            data = json.dumps(payload).encode()
+            response_headers["Content-Length"] = str(len(data))
+            return data
+
+        LambdaBackend.invoke = invoke
+
+    def call_function(
+        self, name: str, event: Any, response_headers: dict[str, Any] | None = None
+    ) -> Any:
+        """Run a function's handler in-process, as Lambda would (errors shaped like AWS's)."""
+        spec = self.functions[name]
+        module_name, handler_name = spec["handler"].rsplit(".", 1)
+        handler: Callable[[Any, Any], Any] = getattr(import_module(module_name), handler_name)
+        context = LambdaContext(name, spec["timeout"], spec["memory"])
+        try:
+            return handler(event, context)
+        except Exception as error:
+            if response_headers is None:
+                raise
+            response_headers["x-amz-function-error"] = "Unhandled"
+            return {
+                "errorMessage": str(error),
+                "errorType": type(error).__name__,
+                "stackTrace": traceback.format_tb(error.__traceback__),
+            }
+
+    # ------------------------------------------------------------------ triggers
+    def function_named(self, logical: str) -> str:
+        return self.names[logical]
+
+    def upload_csv(self, data: bytes, key: str) -> dict[str, Any]:
+        """Put a CSV in the input bucket and deliver its EventBridge event (bridge 3)."""
+        from collage import aws
+
+        bucket = self.names["InputBucket"]
+        put = aws.client("s3").put_object(Bucket=bucket, Key=key, Body=data)
+        event = s3_object_created_event(bucket, key, len(data), put["ETag"].strip('"'))
+        return self.invoke("StartFromS3Function", event)
+
+    def invoke(self, logical: str, event: Any) -> Any:
+        """Invoke a function through the Lambda API (and so through the dispatcher)."""
+        from collage import aws
+
+        response = aws.client("lambda").invoke(
+            FunctionName=self.names[logical], Payload=json.dumps(event).encode()
+        )
+        payload = json.loads(response["Payload"].read() or b"null")
+        if response.get("FunctionError"):
+            raise RuntimeError(
+                f"{logical} failed: {payload.get('errorType')}: {payload.get('errorMessage')}"
+            )
+        return payload
+
+    def send_message(self, body: str) -> str:
+        from collage import aws
+
+        sent = aws.client("sqs").send_message(
+            QueueUrl=self.names["ProcessingQueue"], MessageBody=body
+        )
+        return sent["MessageId"]
+
+    def deliver_messages(self, batch_size: int = 10) -> list[dict[str, Any]]:
+        """Bridge 4: one poll of the queue, as Lambda's SQS event source mapping does it."""
+        from collage import aws
+
+        sqs, queue = aws.client("sqs"), self.names["ProcessingQueue"]
+        received = sqs.receive_message(
+            QueueUrl=queue,
+            MaxNumberOfMessages=batch_size,
+            AttributeNames=["All"],
+            WaitTimeSeconds=0,
+        ).get("Messages", [])
+        if not received:
+            return []
+        queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])
+        event = {"Records": [sqs_record(m, queue_arn["Attributes"]["QueueArn"]) for m in received]}
+        try:
+            response = self.invoke("StartFromSqsFunction", event) or {}
+            failed = {item["itemIdentifier"] for item in response.get("batchItemFailures", [])}
+        except RuntimeError:
+            failed = {m["MessageId"] for m in received}  # the whole batch failed
+        for message in received:
+            if message["MessageId"] not in failed:
+                sqs.delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
+        return [
+            {"message_id": m["MessageId"], "started": m["MessageId"] not in failed}
+            for m in received
+        ]
+
+    # ------------------------------------------------------------------ watching
+    def execution_arn(self, name: str) -> str:
+        machine = self.names["CollageStateMachine"]
+        return machine.replace(":stateMachine:", ":execution:") + ":" + name
+
+    def wait(
+        self,
+        name: str,
+        timeout: float = 3600.0,
+        progress: Callable[[str], None] | None = None,
+    ) -> dict[str, Any]:
+        """Poll the execution until it ends; report creators done so far through `progress`."""
+        from collage import aws
+
+        sfn = aws.client("stepfunctions")
+        arn, ends, last = self.execution_arn(name), time.monotonic() + timeout, ""
+        while True:
+            described = sfn.describe_execution(executionArn=arn)
+            if described["status"] in TERMINAL:
+                return described
+            if progress:
+                note = self._progress_note(name)
+                if note != last:
+                    progress(note)
+                    last = note
+            if time.monotonic() > ends:
+                raise TimeoutError(
+                    f"execution {name} still {described['status']} after {timeout:.0f} s"
+                )
+            time.sleep(0.2)
+
+    def _progress_note(self, name: str) -> str:
+        from collage import aws
+
+        temp, prefix = self.names["TempBucket"], f"runs/{name}/"
+        expected = aws.get_json(temp, f"{prefix}expected.json")
+        if expected is None:
+            return "splitting the CSV"
+        done = len(aws.list_keys(temp, f"{prefix}results/"))
+        return f"rendered {done}/{len(expected)} creators"
+
+    def download_bucket(self, logical: str, directory: Path) -> list[Path]:
+        """Write every object of a bucket under `directory` at its key (never outside it)."""
+        from collage import aws
+
+        bucket, root = self.names[logical], directory.resolve()
+        written = []
+        for key in aws.list_keys(bucket, ""):
+            target = (root / key).resolve()
+            if not target.is_relative_to(root):
+                raise ValueError(f"refusing to write {key!r} outside {root}")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(aws.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read())
+            written.append(target)
+        return written
+
+
+def s3_object_created_event(bucket: str, key: str, size: int, etag: str) -> dict[str, Any]:
+    """The EventBridge event S3 sends for a new object, in AWS's shape."""
+    now = datetime.now(UTC)
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "Object Created",
+        "source": "aws.s3",
+        "account": ACCOUNT,
+        "time": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "region": REGION,
+        "resources": [f"arn:aws:s3:::{bucket}"],
+        "detail": {
+            "version": "0",
+            "bucket": {"name": bucket},
+            "object": {"key": key, "size": size, "etag": etag, "sequencer": f"{time.time_ns():X}"},
+            "request-id": uuid.uuid4().hex[:16].upper(),
+            "requester": ACCOUNT,
+            "source-ip-address": "127.0.0.1",
+            "reason": "PutObject",
+        },
+    }
+
+
+def sqs_record(message: dict[str, Any], queue_arn: str) -> dict[str, Any]:
+    """A received SQS message as a record of Lambda's SQS event."""
+    return {
+        "messageId": message["MessageId"],
+        "receiptHandle": message["ReceiptHandle"],
+        "body": message["Body"],
+        "attributes": message.get("Attributes", {}),
+        "messageAttributes": message.get("MessageAttributes", {}),
+        "md5OfBody": message.get("MD5OfBody", ""),
+        "eventSource": "aws:sqs",
+        "eventSourceARN": queue_arn,
+        "awsRegion": REGION,
+    }

@@ -1,0 +1,66 @@
+"""Names derived from untrusted input: object keys, execution names, run ids.
+
+Creator names and CSV names come from users. They become S3 key segments and Step Functions
+execution names, so they are neutralised here, in one place, and made collision-free.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from datetime import UTC, datetime
+
+MAX_SAFE_NAME = 100  # characters of the readable part of a key segment
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f/\\:*?\"<>|#%{}^~`\[\]]+")
+_SEPARATORS = re.compile(r"[\s_]+")
+# Execution names: 1-80 chars, no whitespace nor <>{}[]?*"#%\^|~`$&,;:/ and no control characters.
+_EXECUTION_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+MAX_EXECUTION_NAME = 80
+
+
+def short_hash(text: str, length: int = 8) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:length]
+
+
+def safe_segment(name: str) -> str:
+    """A readable, safe S3 key segment for `name`; distinct names always give distinct segments.
+
+    Path separators, `..`, control and shell-hostile characters become `_`, the result is cut
+    to MAX_SAFE_NAME characters; letters of any script stay readable. Whenever the result
+    differs from the name itself, a short hash of the original is appended, so two names that
+    neutralise alike (`a/b` and `a\\b`) never share a key.
+    """
+    text = unicodedata.normalize("NFC", name)
+    cleaned = _UNSAFE.sub("_", text)
+    cleaned = _SEPARATORS.sub("_", cleaned).strip("._-")
+    cleaned = re.sub(r"\.{2,}", "_", cleaned)[:MAX_SAFE_NAME].rstrip("._-")
+    if cleaned == name and cleaned:
+        return cleaned
+    return f"{cleaned or 'creator'}-{short_hash(name)}"
+
+
+def execution_name(label: str, identity: str) -> str:
+    """A readable, valid execution name: the label (CSV name, message id) plus a short hash of
+    the full identity (bucket/key/version, message id) so equal labels never collide."""
+    digest = short_hash(identity, 10)
+    readable = _EXECUTION_UNSAFE.sub("-", unicodedata.normalize("NFKD", label))
+    readable = readable.strip("-.")[: MAX_EXECUTION_NAME - len(digest) - 1] or "run"
+    return f"{readable}-{digest}"
+
+
+def run_timestamp(moment: datetime) -> str:
+    """The run's timestamp as it appears in object names: 20250119T103000Z."""
+    return moment.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def csv_stem(key: str) -> str:
+    """`csv-files/daily/covers.csv` -> `covers` (the readable part of a run's names)."""
+    base = key.rsplit("/", 1)[-1]
+    return base[:-4] if base.lower().endswith(".csv") else base
+
+
+def clean_prefix(prefix: str) -> str:
+    """An output prefix from a message, made safe: segments neutralised, no `..`, no leading `/`."""
+    parts = [p for p in re.split(r"[/\\]+", prefix or "") if p and p not in (".", "..")]
+    return "/".join(safe_segment(p) for p in parts)

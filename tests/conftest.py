@@ -1,0 +1,37 @@
+"""Fixtures shared by the suites: a loopback cover server and the embedded local stack."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+os.environ.setdefault("SAM_CLI_TELEMETRY", "0")
+
+SMALL_COVER = (216, 384)  # one tile: fast to make and to decode
+
+
+@pytest.fixture(scope="module")
+def cover_server():
+    from collage.local.cover_server import CoverServer
+
+    with CoverServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def covers(cover_server):
+    """URLs of 40 small synthetic JPEG covers, `/c/000.jpg` ..."""
+    from collage.local.covers import make_cover
+
+    return [cover_server.add(f"/c/{n:03d}.jpg", make_cover(n, SMALL_COVER)) for n in range(40)]
+
+
+@pytest.fixture
+def local_stack():
+    """A fresh embedded stack (moto) with the real template, ASL and handlers."""
+    from collage.local.emulator import LocalStack
+
+    with LocalStack(allow_loopback=True) as stack:
+        yield stack

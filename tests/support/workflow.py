@@ -1,0 +1,45 @@
+"""Helpers for tests that drive the local stack: read objects, build CSVs, run to the end."""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+from PIL import Image
+
+
+def csv_text(rows: list[tuple[str, str, str]]) -> str:
+    import csv
+
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["creator_name", "cover_url", "updated_at"])
+    writer.writerows(rows)
+    return out.getvalue()
+
+
+def keys(stack: Any, logical: str, prefix: str = "") -> list[str]:
+    from collage import aws
+
+    return sorted(aws.list_keys(stack.names[logical], prefix))
+
+
+def read(stack: Any, logical: str, key: str) -> bytes:
+    from collage import aws
+
+    return aws.client("s3").get_object(Bucket=stack.names[logical], Key=key)["Body"].read()
+
+
+def read_json(stack: Any, logical: str, key: str) -> Any:
+    return json.loads(read(stack, logical, key))
+
+
+def image(stack: Any, key: str) -> Image.Image:
+    return Image.open(io.BytesIO(read(stack, "OutputBucket", key)))
+
+
+def run_csv(stack: Any, text: str, key: str = "csv-files/covers.csv") -> tuple[dict, dict]:
+    """Upload a CSV, wait for its execution; return (starter response, described execution)."""
+    started = stack.upload_csv(text.encode(), key)
+    return started, stack.wait(started["name"], timeout=120)

@@ -1,0 +1,92 @@
+import json
+from datetime import UTC, datetime
+
+import pytest
+from collage.config import ProcessingConfig
+from collage.local.emulator import s3_object_created_event
+from collage.runs import MapSettings, MessageError, run_from_message, run_from_s3_event
+
+SENT = datetime(2025, 1, 19, 10, 30, tzinfo=UTC)
+
+
+def message(**fields):
+    body = {
+        "processing_type": "csv_data",
+        "csv_data": "creator_name,cover_url,updated_at\nalice,https://x.example/1.jpg,2025-01-19\n",
+        "processing_config": {"rows": 5, "cols": 7, "quality": 95},
+        "output_prefix": "manual-batch/",
+    }
+    body.update(fields)
+    return json.dumps({k: v for k, v in body.items() if v is not None})
+
+
+def test_s3_event_gives_a_named_run_under_s3_trigger():
+    event = s3_object_created_event("in", "csv-files/daily/covers.csv", 10, "abc")
+    event["time"] = "2025-01-19T10:30:00Z"
+    request = run_from_s3_event(event, ProcessingConfig())
+    assert request.name.startswith("covers-")
+    assert request.output_prefix == "s3-trigger/csv-files/daily/covers/collages/"
+    assert request.timestamp == "20250119T103000Z"
+    document = request.execution_input(MapSettings())
+    assert document["run"]["temp_prefix"] == f"runs/{request.name}/"
+    assert document["map"] == {"max_concurrency": 40, "tolerated_failure_percentage": 25.0}
+
+
+def test_same_event_twice_gives_the_same_name_another_upload_another():
+    event = s3_object_created_event("in", "csv-files/covers.csv", 10, "abc")
+    again = json.loads(json.dumps(event))
+    assert (
+        run_from_s3_event(event, ProcessingConfig()).name
+        == run_from_s3_event(again, ProcessingConfig()).name
+    )
+    other = s3_object_created_event("in", "csv-files/covers.csv", 10, "abc")
+    assert (
+        run_from_s3_event(other, ProcessingConfig()).name
+        != run_from_s3_event(event, ProcessingConfig()).name
+    )
+
+
+def test_objects_that_are_not_csvs_under_the_prefix_are_ignored():
+    assert (
+        run_from_s3_event(
+            s3_object_created_event("in", "csv-files/x.txt", 1, "e"), ProcessingConfig()
+        )
+        is None
+    )
+    assert (
+        run_from_s3_event(s3_object_created_event("in", "other/x.csv", 1, "e"), ProcessingConfig())
+        is None
+    )
+
+
+def test_message_gives_a_run_under_sqs_trigger_with_its_config():
+    request = run_from_message(
+        "m-1", message(processing_config={"rows": 2}), SENT, "in", ProcessingConfig()
+    )
+    assert request.output_prefix == "sqs-trigger/manual-batch/collages/"
+    assert request.config.rows == 2 and request.config.cols == 7
+    assert request.source_key == f"sqs-inbox/{request.name}.csv"
+    assert request.csv_data.startswith(b"creator_name")
+    assert run_from_message("m-1", message(), SENT, "in", ProcessingConfig()).name == request.name
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        ("{not json", "not valid JSON"),
+        ("[1, 2]", "must be a JSON object"),
+        (message(processing_type="zip"), "unknown processing_type 'zip'"),
+        (message(csv_data=None), "csv_data must be a non-empty string"),
+        (message(csv_data=5), "csv_data must be a non-empty string"),
+        (message(output_prefix=None), "output_prefix must be a non-empty string"),
+        (message(output_prefix="../.."), "output_prefix must be a non-empty string"),
+        (message(processing_config={"rows": 0}), "rows must be between 1 and 20"),
+        (message(processing_config={"quality": 500}), "quality must be between 1 and 100"),
+        (message(processing_config={"max_workers": 10000}), "max_workers must be between 1 and 64"),
+        (message(processing_config="big"), "must be a JSON object"),
+        (message(csv_data="x" * (1024 * 1024 + 1)), "larger than"),
+    ],
+)
+def test_bad_messages_are_refused_with_a_clear_reason(body, reason):
+    with pytest.raises(MessageError, match=reason):
+        run_from_message("m-1", body, SENT, "in", ProcessingConfig())

@@ -1,0 +1,71 @@
+import io
+import json
+
+from collage.split import split_csv
+
+
+def run_split(text: str, max_images: int = 35):
+    out = io.BytesIO()
+    summary = split_csv(io.BytesIO(text.encode()), out, max_images)
+    return summary, json.loads(out.getvalue())
+
+
+def test_one_item_per_creator_in_first_appearance_order():
+    summary, items = run_split(
+        "creator_name,cover_url,updated_at\n"
+        "bob,https://x.example/b1.jpg,2025-01-01\n"
+        "alice,https://x.example/a1.jpg,2025-01-01\n"
+        "bob,https://x.example/b2.jpg,2025-02-01\n"
+    )
+    assert [i["creator"] for i in items] == ["bob", "alice"]
+    assert items[0]["urls"] == ["https://x.example/b2.jpg", "https://x.example/b1.jpg"]
+    assert items[0]["lines"] == [4, 2]
+    assert summary.to_dict() == {
+        "rows": 3,
+        "rows_rejected": 0,
+        "row_warnings": 0,
+        "creators": 2,
+        "covers": 3,
+        "covers_cut": 0,
+    }
+    assert summary.expected == [("bob", "bob"), ("alice", "alice")]
+
+
+def test_covers_beyond_the_limit_are_cut_by_tile_order():
+    rows = "".join(f"a,https://x.example/{n}.jpg,2025-01-{n:02d}\n" for n in range(1, 11))
+    summary, items = run_split("creator_name,cover_url,updated_at\n" + rows, max_images=4)
+    assert items[0]["urls"] == [f"https://x.example/{n}.jpg" for n in (10, 9, 8, 7)]
+    assert items[0]["cut"] == 6
+    assert (summary.covers, summary.covers_cut) == (4, 6)
+
+
+def test_hostile_creator_names_get_safe_distinct_keys():
+    _summary, items = run_split(
+        "creator_name,cover_url\n"
+        "../../evil,https://x.example/1.jpg\n"
+        "a/b,https://x.example/2.jpg\n"
+        "a\\b,https://x.example/3.jpg\n"
+    )
+    names = [i["name"] for i in items]
+    assert len(set(names)) == 3
+    assert all("/" not in n and "\\" not in n and ".." not in n for n in names)
+    assert [i["creator"] for i in items] == ["../../evil", "a/b", "a\\b"]
+
+
+def test_rejected_rows_are_counted_and_kept_for_the_report():
+    summary, items = run_split("creator_name,cover_url\nalice,https://x.example/1.jpg\nbob,nope\n")
+    assert [i["creator"] for i in items] == ["alice"]
+    assert summary.rows_rejected == 1
+    assert summary.issues[0].to_dict() == {
+        "line": 3,
+        "severity": "error",
+        "creator": "bob",
+        "message": "cover_url scheme must be http or https, got 'none'",
+    }
+
+
+def test_every_item_stays_far_below_the_payload_limit():
+    url = "https://x.example/" + "p" * 2000
+    rows = "".join(f"a,{url}{n},\n" for n in range(200))
+    _, items = run_split("creator_name,cover_url,updated_at\n" + rows, max_images=100)
+    assert len(json.dumps(items[0]).encode()) < 256 * 1024 * 0.9
