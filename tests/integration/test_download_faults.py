@@ -116,6 +116,27 @@ def test_slow_drip_is_cut_by_the_total_timeout(server: CoverServer) -> None:
     assert server.hits["/drip.jpg"] == 1  # no time left: not retried
 
 
+def test_dripped_headers_are_cut_by_the_total_timeout(server: CoverServer) -> None:
+    # One byte every 50 ms never trips the read timeout; only the attempt's watch stops it.
+    policy = FetchPolicy(**{**FAST.__dict__, "total_timeout": 0.6})
+    url = server.fault("/stall.jpg", "slow", bytes_per_second=20, headers=True)
+    started = time.monotonic()
+    with Downloader(policy) as fetcher:
+        error = fail(fetcher, url)
+    assert error.code == "timeout" and "total timeout" in str(error)
+    assert time.monotonic() - started < 2.0
+    assert server.bytes_sent["/stall.jpg"] == 0  # still inside the headers when cut
+
+
+def test_dripped_headers_are_cut_at_the_deadline(server: CoverServer) -> None:
+    url = server.fault("/stall.jpg", "slow", bytes_per_second=20, headers=True)
+    started = time.monotonic()
+    with Downloader(FAST, deadline=started + 0.5) as fetcher:
+        error = fail(fetcher, url)
+    assert error.code == "deadline" and error.attempts == 1
+    assert time.monotonic() - started < 2.0
+
+
 def test_truncated_body_is_retried_then_reported(
     server: CoverServer, downloader: Downloader
 ) -> None:

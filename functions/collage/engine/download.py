@@ -8,8 +8,10 @@ Redirects are followed here, one hop at a time, so every hop goes through the sa
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
+import socket
 import sys
 import threading
 import time
@@ -118,7 +120,49 @@ class DownloadError(Exception):
 # --- connections that only ever reach a vetted address -------------------------------------
 
 
-def _guarded_new_conn(conn: HTTPConnection, guard: AddressGuard):  # -> socket.socket
+# The attempt running on this thread (see _Watch); connections report their socket to it.
+_local = threading.local()
+
+
+class _Watch:
+    """Cuts this thread's connection when the attempt's time is up.
+
+    Socket timeouts bound each read, not their sum: a server dripping its headers (or a TLS
+    handshake) one byte at a time would otherwise outlive the total timeout and the deadline.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.sock: socket.socket | None = None
+        self.fired = False
+        self._timer = threading.Timer(seconds, self._fire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> _Watch:
+        _local.watch = self
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._timer.cancel()
+        _local.watch = None
+
+    def _fire(self) -> None:
+        self.fired = True
+        sock = self.sock
+        if sock is not None:
+            # socket.socket.shutdown, not SSLSocket.shutdown: wakes the blocked read without
+            # touching the TLS object the other thread is using.
+            with contextlib.suppress(OSError):
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+
+def _watch_socket(sock: socket.socket | None) -> None:
+    watch = getattr(_local, "watch", None)
+    if watch is not None and sock is not None:
+        watch.sock = sock
+
+
+def _guarded_new_conn(conn: HTTPConnection, guard: AddressGuard) -> socket.socket:
     addresses = guard.vet(conn._dns_host, conn.port)  # raises UrlRefused before any socket
     last_error: OSError | None = None
     for address in addresses:
@@ -137,6 +181,7 @@ def _guarded_new_conn(conn: HTTPConnection, guard: AddressGuard):  # -> socket.s
             last_error = exc
             continue
         sys.audit("http.client.connect", conn, conn.host, conn.port)
+        _watch_socket(sock)
         return sock
     raise NewConnectionError(conn, f"failed to connect: {last_error}") from last_error
 
@@ -146,8 +191,12 @@ class _GuardedHTTPConnection(HTTPConnection):
         super().__init__(*args, **kwargs)
         self._guard = guard
 
-    def _new_conn(self):
+    def _new_conn(self) -> socket.socket:
         return _guarded_new_conn(self, self._guard)
+
+    def request(self, *args, **kwargs) -> None:
+        _watch_socket(self.sock)  # a reused connection: the watch must cut this one
+        super().request(*args, **kwargs)
 
 
 class _GuardedHTTPSConnection(HTTPSConnection):
@@ -156,8 +205,12 @@ class _GuardedHTTPSConnection(HTTPSConnection):
         super().__init__(*args, **kwargs)
         self._guard = guard
 
-    def _new_conn(self):
+    def _new_conn(self) -> socket.socket:
         return _guarded_new_conn(self, self._guard)
+
+    def request(self, *args, **kwargs) -> None:
+        _watch_socket(self.sock)  # a reused connection: the watch must cut this one
+        super().request(*args, **kwargs)
 
 
 class _GuardedHTTPPool(HTTPConnectionPool):
@@ -312,6 +365,18 @@ class Downloader:
         return left, code
 
     def _attempt(self, url: str, limit: float) -> bytes:
+        left, code = self._time_left(limit, url, "before requesting")
+        with _Watch(left) as watch:
+            try:
+                return self._follow(url, limit)
+            except DownloadError as exc:
+                if not watch.fired or exc.code == code:
+                    raise
+        reason = "task deadline" if code == "deadline" else "total timeout"
+        raise DownloadError(code, f"{reason} reached while fetching {scrub_url(url)}")
+
+    def _follow(self, url: str, limit: float) -> bytes:
+        """One attempt: request, follow redirects hop by hop (each hop guarded), read the body."""
         policy = self.policy
         current = url
         for hop in range(policy.max_redirects + 1):
@@ -329,7 +394,12 @@ class Downloader:
                 location = response.headers.get("Location")
                 if status in _REDIRECTS and location:
                     _discard(response)
-                    current = urljoin(current, location)
+                    try:
+                        current = urljoin(current, location)
+                    except ValueError:
+                        raise DownloadError(
+                            "invalid_url", f"bad redirect Location from {scrub_url(current)}"
+                        ) from None
                     continue
                 if 200 <= status < 300:
                     return self._read_body(response, current, limit)
