@@ -56,7 +56,11 @@ def cover_image(
     if grain > 0:
         # Grain at half resolution: photo-like texture; per-pixel noise would bloat the JPEG.
         half = (max(1, width // 2), max(1, height // 2))
-        noise = Image.effect_noise(half, grain).convert("RGB").resize(size)
+        # Uniform noise from our seeded generator (effect_noise uses C rand(): not repeatable)
+        # scaled to a standard deviation of `grain` levels around 128.
+        gain = grain * 12**0.5 / 256
+        raw = Image.frombytes("L", half, rng.randbytes(half[0] * half[1]))
+        noise = raw.point(lambda v: 128 + (v - 128) * gain).convert("RGB").resize(size)
         image = ImageChops.add(image, noise, scale=1.0, offset=-128)
     _draw_label(image, str(index))
     return image
