@@ -100,7 +100,7 @@ def resolve_url(db: str | None, db_env: str | None, environ: Mapping[str, str] =
             raise ExportConfigError(f"no database URL: pass --db or set {name}")
     try:
         url = sa.make_url(db.strip())
-    except sa.exc.ArgumentError:
+    except (sa.exc.ArgumentError, ValueError):  # ValueError: a port that is not a number
         raise ExportConfigError(
             "the database URL is not a SQLAlchemy URL "
             "(e.g. mysql+pymysql://user@host/db or sqlite:///path/to/file.db)"

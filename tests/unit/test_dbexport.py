@@ -379,14 +379,6 @@ def test_progress_lines_every_n_rows(db_url, tmp_path, capsys):
     assert len(capsys.readouterr().err.splitlines()) == 1
 
 
-def test_empty_result_writes_header_only(db_url, tmp_path, capsys):
-    out = tmp_path / "covers.csv"
-    argv = ["--db", db_url, "--table", "covers", "-o", str(out), "--since", "2030-01-01"]
-    assert export(*argv, "--upload", "s3://bucket/csv-files/") == 0
-    assert out.read_text() == "creator_name,cover_url,updated_at\n"
-    assert "no rows, so nothing uploaded" in capsys.readouterr().err
-
-
 @pytest.mark.parametrize(
     ("value", "expected"),
     [
@@ -431,4 +423,31 @@ def test_parse_since_and_s3_targets():
     assert dbexport.parse_s3_url("s3://in/csv-files/today.csv", "c.csv") == (
         "in",
         "csv-files/today.csv",
+    )
+
+
+def test_the_collage_command_as_a_process(db_url, tmp_path):
+    """What a user runs: exit codes and one-line errors from the real entry point."""
+    import subprocess
+    import sys
+
+    def collage(*argv: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-m", "collage.cli", "export-urls", *argv]
+        return subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+
+    out = tmp_path / "covers.csv"
+    done = collage("--db", db_url, "--table", "covers", "-o", str(out))
+    assert (done.returncode, done.stdout) == (0, "")
+    assert len(read_csv(out)) == 8
+    # (a URL that fails to parse: nothing is resolved or contacted)
+    bad = "mysql+pymysql://u:pw-secret@host:notaport/db"
+    done = collage("--db", bad, "--table", "covers", "-o", str(out))
+    assert done.returncode == 2 and "not a SQLAlchemy URL" in done.stderr
+    assert done.stderr.count("\n") == 1 and "pw-secret" not in done.stderr
+    done = collage("--db", db_url, "--query", "SELECT nope FROM covers", "-o", str(out))
+    assert done.returncode == 1 and "no such column: nope" in done.stderr
+    assert "Traceback" not in done.stderr and done.stderr.count("\n") == 1
+    done = collage("--db", db_url, "-o", str(out))  # neither --table nor --query: usage error
+    assert (
+        done.returncode == 2 and "one of the arguments --table --query is required" in done.stderr
     )

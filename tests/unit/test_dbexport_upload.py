@@ -78,3 +78,12 @@ def test_upload_failure_is_one_line_and_keeps_the_local_csv(s3, db_url, tmp_path
     assert "NoSuchBucket" in err and "Traceback" not in err
     assert err.count("\n") == 2  # the summary, then the error
     assert len(out.read_text().splitlines()) == 3
+
+
+def test_no_rows_writes_a_header_only_csv_and_uploads_nothing(s3, db_url, tmp_path, capsys):
+    out = tmp_path / "covers.csv"
+    argv = ["--db", db_url, "--table", "covers", "-o", str(out), "--since", "2030-01-01"]
+    assert export(*argv, "--upload", f"s3://{BUCKET}/csv-files/") == 0
+    assert out.read_text() == "creator_name,cover_url,updated_at\n"
+    assert "no rows, so nothing uploaded" in capsys.readouterr().err
+    assert s3.list_objects_v2(Bucket=BUCKET)["KeyCount"] == 0

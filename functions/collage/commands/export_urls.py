@@ -38,9 +38,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     what.add_argument("--table", metavar="NAME", help="export this table (identifiers are quoted)")
     what.add_argument("--query", metavar="SQL", help="export the rows of this SELECT")
     parser.add_argument("--schema", metavar="NAME", help="schema/database of --table")
-    parser.add_argument("--creator-col", default="creator_name", metavar="C")
-    parser.add_argument("--url-col", default="cover_url", metavar="U")
-    parser.add_argument("--updated-col", default="updated_at", metavar="T")
+    for option, default in (("--creator-col", "creator_name"), ("--url-col", "cover_url")):
+        parser.add_argument(option, default=default, metavar="COL", help=f"default {default}")
+    parser.add_argument(
+        "--updated-col", default="updated_at", metavar="COL", help="default updated_at (a date)"
+    )
     parser.add_argument("-o", "--output", required=True, metavar="CSV", help="file to write")
     parser.add_argument(
         "--since",
@@ -53,15 +55,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--batch", type=_positive, default=5000, metavar="N", help="rows per fetch (default 5000)"
     )
-    parser.add_argument("--connect-timeout", type=_positive, default=10, metavar="S")
+    parser.add_argument(
+        "--connect-timeout", type=_positive, default=10, metavar="S", help="seconds (default 10)"
+    )
     parser.add_argument(
         "--progress",
         choices=("auto", "always", "never"),
         default="auto",
         help="progress lines on stderr (auto: on a terminal); the summary is always shown",
     )
-    parser.add_argument("--progress-rows", type=_positive, default=100_000, metavar="N")
-    parser.add_argument("--progress-seconds", type=float, default=5.0, metavar="S")
+    parser.add_argument(
+        "--progress-rows", type=_positive, default=100_000, metavar="N", help="default 100000"
+    )
+    parser.add_argument(
+        "--progress-seconds", type=float, default=5.0, metavar="S", help="default 5"
+    )
 
 
 def _positive(text: str) -> int:
