@@ -9,6 +9,8 @@ Redirects are followed here, one hop at a time, so every hop goes through the sa
 from __future__ import annotations
 
 import contextlib
+import heapq
+import itertools
 import logging
 import random
 import socket
@@ -125,28 +127,23 @@ _local = threading.local()
 
 
 class _Watch:
-    """Cuts this thread's connection when the attempt's time is up.
+    """One attempt's time limit; the watchdog cuts the socket it last used when time is up."""
 
-    Socket timeouts bound each read, not their sum: a server dripping its headers (or a TLS
-    handshake) one byte at a time would otherwise outlive the total timeout and the deadline.
-    """
-
-    def __init__(self, seconds: float) -> None:
+    def __init__(self, when: float) -> None:
+        self.when = when
         self.sock: socket.socket | None = None
         self.fired = False
-        self._timer = threading.Timer(seconds, self._fire)
-        self._timer.daemon = True
+        self.done = False
 
     def __enter__(self) -> _Watch:
         _local.watch = self
-        self._timer.start()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        self._timer.cancel()
+        self.done = True
         _local.watch = None
 
-    def _fire(self) -> None:
+    def fire(self) -> None:
         self.fired = True
         sock = self.sock
         if sock is not None:
@@ -154,6 +151,56 @@ class _Watch:
             # touching the TLS object the other thread is using.
             with contextlib.suppress(OSError):
                 socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+
+class _Watchdog:
+    """Enforces attempt time limits that socket timeouts cannot.
+
+    A socket timeout bounds each read, not their sum: a server dripping its headers (or a TLS
+    handshake) a byte at a time would outlive the total timeout and the deadline. One thread
+    per Downloader (started on demand, gone when idle) is far cheaper than a Timer per attempt.
+    """
+
+    _IDLE_EXIT = 2.0
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._heap: list[tuple[float, int, _Watch]] = []
+        self._order = itertools.count()
+        self._running = False
+        self._closed = False
+
+    def watch(self, seconds: float) -> _Watch:
+        watch = _Watch(time.monotonic() + seconds)
+        with self._cond:
+            heapq.heappush(self._heap, (watch.when, next(self._order), watch))
+            if not self._running and not self._closed:
+                self._running = True
+                threading.Thread(target=self._run, name="download-watchdog", daemon=True).start()
+            self._cond.notify()
+        return watch
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._heap.clear()
+            self._cond.notify()
+
+    def _run(self) -> None:
+        with self._cond:
+            while not self._closed:
+                while self._heap and self._heap[0][2].done:
+                    heapq.heappop(self._heap)
+                if not self._heap:
+                    if not self._cond.wait(self._IDLE_EXIT) and not self._heap:
+                        break
+                    continue
+                delay = self._heap[0][0] - time.monotonic()
+                if delay > 0:
+                    self._cond.wait(delay)
+                    continue
+                heapq.heappop(self._heap)[2].fire()
+            self._running = False
 
 
 def _watch_socket(sock: socket.socket | None) -> None:
@@ -276,6 +323,7 @@ class Downloader:
         self._guard = AddressGuard(policy.allow_loopback, policy.allowed_host_suffixes)
         self._lock = threading.Lock()
         self._bytes = 0
+        self._watchdog = _Watchdog()
         session = requests.Session()
         session.trust_env = False  # no proxies or .netrc credentials from the environment
         session.cookies.set_policy(_NoCookies())
@@ -296,6 +344,7 @@ class Downloader:
             return self._bytes
 
     def close(self) -> None:
+        self._watchdog.close()
         self._session.close()
 
     def __enter__(self) -> Downloader:
@@ -366,7 +415,7 @@ class Downloader:
 
     def _attempt(self, url: str, limit: float) -> bytes:
         left, code = self._time_left(limit, url, "before requesting")
-        with _Watch(left) as watch:
+        with self._watchdog.watch(left) as watch:
             try:
                 return self._follow(url, limit)
             except DownloadError as exc:
