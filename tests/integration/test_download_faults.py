@@ -275,7 +275,8 @@ def test_deadline_cuts_a_slow_download(server: CoverServer) -> None:
 
 def test_deadline_passed_sends_nothing(server: CoverServer) -> None:
     with Downloader(FAST, deadline=time.monotonic() - 0.1) as fetcher:
-        assert fail(fetcher, server.url("/a.jpg")).code == "deadline"
+        error = fail(fetcher, server.url("/a.jpg"))
+    assert error.code == "deadline" and error.attempts == 0
     assert server.hits["/a.jpg"] == 0
 
 

@@ -59,6 +59,7 @@ def test_policy_from_config() -> None:
         {"max_bytes": 0},
         {"backoff_base": -0.1},
         {"allowed_host_suffixes": ("",)},
+        {"allowed_host_suffixes": ("a..b",)},
     ],
 )
 def test_policy_rejects_nonsense(bad: dict) -> None:
@@ -171,7 +172,7 @@ def test_deadline_already_passed(net: NetworkSpy) -> None:
     downloader = Downloader(FetchPolicy(), deadline=time.monotonic() - 1)
     with downloader, pytest.raises(DownloadError) as info:
         downloader.fetch("http://internal.test/a.jpg")
-    assert info.value.code == "deadline"
+    assert info.value.code == "deadline" and info.value.attempts == 0
     assert net.resolved == []
 
 

@@ -369,8 +369,9 @@ class Downloader:
         limit = started + policy.total_timeout
         attempts = 0
         while True:
-            attempts += 1
             try:
+                self._time_left(limit, url, "before fetching")
+                attempts += 1
                 data = self._attempt(url, limit)
             except DownloadError as exc:
                 exc.attempts = attempts
@@ -544,8 +545,8 @@ class Downloader:
 def _check_image(head: bytes, response: requests.Response, shown: str) -> None:
     if formats.sniff(head) is None:
         kind = response.headers.get("Content-Type", "unknown type").split(";")[0].strip()
-        size = "an empty body" if not head else f"{kind}"
-        raise DownloadError("not_an_image", f"{shown} is not an image (served {size})")
+        served = kind if head else "an empty body"
+        raise DownloadError("not_an_image", f"{shown} is not an image (served {served})")
 
 
 def _tighten_read_timeout(raw: urllib3.HTTPResponse, seconds: float) -> None:

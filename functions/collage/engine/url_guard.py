@@ -107,7 +107,10 @@ def normalize_suffixes(suffixes: Sequence[str]) -> tuple[str, ...]:
         text = suffix.strip().strip(".").lower()
         if not text:
             raise ValueError(f"empty host suffix in {list(suffixes)!r}")
-        out.append(_ascii_host(text))
+        try:
+            out.append(_ascii_host(text))
+        except UrlRefused:
+            raise ValueError(f"host suffix {suffix!r} is not a valid DNS name") from None
     return tuple(out)
 
 
