@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 from collage.engine.download import Downloader, DownloadError, FetchPolicy
@@ -322,3 +323,14 @@ def test_server_stops_promptly_with_idle_keepalive_connections() -> None:
     cover_server.stop()
     assert time.monotonic() - started < 2.0
     fetcher.close()
+
+
+def test_cover_server_serves_a_directory(tmp_path: Path, downloader: Downloader) -> None:
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "b.jpg").write_bytes(fake_jpeg(300))
+    (tmp_path / "sub" / "a.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(100))
+    with CoverServer() as cover_server:
+        urls = cover_server.add_directory(tmp_path, prefix="/covers")
+        assert urls == [cover_server.url("/covers/b.jpg"), cover_server.url("/covers/sub/a.png")]
+        assert [len(downloader.fetch(url)) for url in urls] == [300, 108]
+        assert cover_server.headers_seen["/covers/sub/a.png"]["Accept-Encoding"] == "identity"
