@@ -4,8 +4,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export AWS_DEFAULT_REGION ?= us-east-1
+export SAM_CLI_TELEMETRY ?= 0
 
-.PHONY: install demo test unit integration e2e lint format validate build bench bench-quick bench-split cost mariadb clean
+.PHONY: install demo test unit integration e2e lint format validate build bench bench-quick bench-split bench-export cost mariadb clean
 
 install: $(STAMP)
 
@@ -54,6 +55,13 @@ bench-quick: install
 
 bench-split: install
 	$(PY) benchmarks/split_bench.py
+
+bench-export: install
+	$(PY) benchmarks/export_bench.py
+
+## mariadb: the MariaDB server the export-urls tests start on loopback (Debian package)
+mariadb:
+	scripts/setup-mariadb.sh
 
 cost: install
 	$(PY) scripts/cost_model.py

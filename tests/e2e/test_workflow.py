@@ -20,7 +20,7 @@ def test_uploaded_csv_becomes_collages_a_report_and_an_archived_csv(
     rows = [("alice", url, str(day + timedelta(days=n))) for n, url in enumerate(covers[:35])]
     rows += [("bob", covers[35], "2025-02-01"), ("bob", missing, "2025-02-02")]
     rows += [("carol", "nope", "2025-01-01")]  # a rejected row, line 39
-    started, described = run_csv(local_stack, csv_text(rows), "csv-files/daily/covers.csv")
+    _, described = run_csv(local_stack, csv_text(rows), "csv-files/daily/covers.csv")
 
     assert described["status"] == "SUCCEEDED"
     summary = json.loads(described["output"])
@@ -143,7 +143,7 @@ def test_the_same_upload_event_delivered_twice_starts_one_run(local_stack, cover
 
 
 def test_unusable_csv_fails_the_run_and_moves_it_to_failed_with_the_reason(local_stack):
-    started, described = run_csv(
+    _, described = run_csv(
         local_stack, "creator_name,cover_url,updated_at\n", "csv-files/empty.csv"
     )
     assert described["status"] == "FAILED"
