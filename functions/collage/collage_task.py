@@ -15,6 +15,7 @@ from collage.config import ProcessingConfig, config_from_dict
 from collage.engine.download import FetchPolicy
 from collage.engine.pipeline import build_collage
 from collage.engine.render import Layout
+from collage.engine.url_guard import scrub_url
 from collage.errors import TransientError, is_transient
 from collage.naming import safe_segment
 
@@ -129,7 +130,7 @@ def _render_and_store(
     failures = [
         {
             "line": lines[outcome.index] if outcome.index < len(lines) else None,
-            "url": outcome.source,
+            "url": scrub_url(outcome.source),  # no credentials or signatures in reports
             "code": outcome.error_code,
             "error": outcome.error,
         }

@@ -20,6 +20,13 @@ ENV = {**os.environ, "AWS_DEFAULT_REGION": "us-east-1", "SAM_CLI_TELEMETRY": "0"
 
 
 @pytest.fixture(scope="module")
+def template():
+    from samcli.yamlhelper import yaml_parse
+
+    return yaml_parse((ROOT / "template.yaml").read_text())
+
+
+@pytest.fixture(scope="module")
 def resources():
     from samcli.yamlhelper import yaml_parse
     from samtranslator.translator.transform import transform
@@ -152,3 +159,64 @@ def test_function_policies_name_only_their_prefixes(resources):
                 if any(a.startswith("s3:") for a in actions):
                     assert "s3:*" not in actions, name
                     assert statement["Resource"] != "*", f"{name} grants S3 on every resource"
+
+
+def test_dashboard_shows_runs_map_items_collages_failures_durations_errors_and_dlq(resources):
+    import json
+    import re
+
+    (dashboard,) = of_type(resources, "AWS::CloudWatch::Dashboard").values()
+    body, variables = dashboard["Properties"]["DashboardBody"]["Fn::Sub"]
+    document = json.loads(re.sub(r"\$\{[^}]+\}", "x", body))
+    metrics = {
+        metric[1]
+        for widget in document["widgets"]
+        for metric in widget["properties"].get("metrics", [])
+        if len(metric) > 1 and metric[1] not in (".", "...")
+    }
+    assert {"ExecutionsStarted", "ExecutionsFailed", "Invocations", "CollagesCreated"} <= metrics
+    assert {"CoversFailed", "Duration", "Errors", "Throttles"} <= metrics
+    assert "ApproximateNumberOfMessagesVisible" in metrics
+    assert variables["Namespace"] == "TikTokCoverCollage"
+    alarm_widget = next(w for w in document["widgets"] if w["type"] == "alarm")
+    assert len(alarm_widget["properties"]["alarms"]) == 3
+
+
+def test_alarms_on_failed_runs_dlq_messages_and_lambda_errors_notify_a_topic(resources, template):
+    alarms = of_type(resources, "AWS::CloudWatch::Alarm")
+    by_metric = {
+        a["Properties"].get("MetricName", "math"): a["Properties"] for a in alarms.values()
+    }
+    assert by_metric["ExecutionsFailed"]["Namespace"] == "AWS/States"
+    assert by_metric["ApproximateNumberOfMessagesVisible"]["Namespace"] == "AWS/SQS"
+    errors = [m for m in by_metric["math"]["Metrics"] if "MetricStat" in m]
+    functions = of_type(resources, "AWS::Lambda::Function")
+    assert {m["MetricStat"]["Metric"]["Dimensions"][0]["Value"]["Ref"] for m in errors} == set(
+        functions
+    )
+    for alarm in alarms.values():
+        assert alarm["Properties"]["AlarmActions"] == [{"Ref": "AlarmTopic"}]
+    subscription = resources["AlarmEmailSubscription"]
+    assert subscription["Condition"] == "HasAlarmEmail"
+    assert subscription["Properties"]["Endpoint"] == {"Ref": "AlarmEmail"}
+
+
+def test_settings_are_parameters_with_constraints(template):
+    parameters = template["Parameters"]
+    assert (parameters["Rows"]["MinValue"], parameters["Rows"]["MaxValue"]) == (1, 20)
+    assert (parameters["JpegQuality"]["MinValue"], parameters["JpegQuality"]["MaxValue"]) == (
+        1,
+        100,
+    )
+    assert parameters["LogLevel"]["AllowedValues"] == ["DEBUG", "INFO", "WARNING", "ERROR"]
+    for name, parameter in parameters.items():
+        assert parameter.get("Description"), f"parameter {name} has no description"
+    outputs = template["Outputs"]
+    for name in (
+        "InputBucketName",
+        "OutputBucketName",
+        "ProcessingQueueUrl",
+        "StateMachineArn",
+        "DashboardUrl",
+    ):
+        assert name in outputs
