@@ -1,9 +1,11 @@
 """One creator's covers -> JPEG pages: download, decode and compose, overlapped.
 
-Worker threads fetch a cover and decode it to its small tile straight away (Pillow releases
-the GIL while decoding), so decoding overlaps other downloads and a full-size cover lives only
-as long as its own decode. The calling thread places tiles in source order as soon as all
-earlier covers are settled, and encodes a page as soon as it is full.
+`max_workers` fetch threads download (or read) covers; each fetched cover goes straight to a
+decode thread (one per CPU; Pillow releases the GIL while decoding) and is turned into its
+small tile, after which its bytes are dropped. Fetch threads never wait for decoding, so
+decoding overlaps the next downloads; at most fetch + decode threads' worth of covers are held
+as bytes at once. The calling thread places tiles in source order as soon as all earlier
+covers are settled, and encodes a page as soon as it is full.
 
 Placement: tiles fill each page row-major; `rows*cols` tiles per page, then the next page.
 With on_failure='placeholder' a failed cover keeps its cell and shows the placeholder tile;
@@ -13,11 +15,13 @@ so no sources, or only failures, give no pages at all.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
+from threading import Semaphore
 
 from PIL import Image
 
@@ -87,35 +91,64 @@ def read_local(path: str, max_bytes: int) -> bytes:
 
 
 @dataclass
-class _Fetched:
+class _Cover:
+    """One cover on its way through the pipeline."""
+
     index: int
+    data: bytes | None = None  # set between fetch and decode only
     tile: Image.Image | None = None
     size: int = 0
     code: str | None = None
     error: str | None = None
     fetch_seconds: float = 0.0
     decode_seconds: float = 0.0
+    page: int | None = None
+
+    def fail(self, error: DownloadError | CoverError) -> _Cover:
+        self.code, self.error, self.data = error.code, str(error), None
+        return self
 
 
-def _load_one(
-    index: int, source: str, layout: Layout, downloader: Downloader, max_bytes: int
-) -> _Fetched:
-    """Fetch and decode one cover (runs on a worker thread); never raises for a bad cover."""
-    result = _Fetched(index)
+def _fetch(
+    cover: _Cover, source: str, downloader: Downloader, max_bytes: int, held: Semaphore
+) -> _Cover:
+    """Runs on a fetch thread; never raises for a bad cover."""
+    held.acquire()  # released when the bytes are gone (after decode, or right now on failure)
     started = time.perf_counter()
     try:
-        data = downloader.fetch(source) if is_url(source) else read_local(source, max_bytes)
-        result.size = len(data)
-        fetched = time.perf_counter()
-        result.fetch_seconds = fetched - started
-        result.tile = decode_tile(data, layout)
-        del data  # the full-size bytes go now, not when the tile is placed
-        result.decode_seconds = time.perf_counter() - fetched
+        cover.data = downloader.fetch(source) if is_url(source) else read_local(source, max_bytes)
+        cover.size = len(cover.data)
     except (DownloadError, CoverError) as error:
-        result.code, result.error = error.code, str(error)
-        if not result.fetch_seconds:
-            result.fetch_seconds = time.perf_counter() - started
-    return result
+        cover.fail(error)
+    except BaseException:
+        held.release()
+        raise
+    cover.fetch_seconds = time.perf_counter() - started
+    if cover.data is None:
+        held.release()
+    return cover
+
+
+def _decode(cover: _Cover, layout: Layout, held: Semaphore) -> _Cover:
+    """Runs on a decode thread; drops the full-size bytes as soon as the tile exists."""
+    started = time.perf_counter()
+    try:
+        cover.tile = decode_tile(cover.data, layout)
+        cover.data = None
+    except CoverError as error:
+        cover.fail(error)
+    finally:
+        held.release()
+    cover.decode_seconds = time.perf_counter() - started
+    return cover
+
+
+def cpu_count() -> int:
+    """CPUs this process may use (Lambda and containers give fewer than the host has)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
 
 
 @dataclass
@@ -176,46 +209,61 @@ def build_collage(
     """
     started = time.perf_counter()
     sources = list(sources)
-    outcomes = [TileOutcome(index, source, ok=False) for index, source in enumerate(sources)]
+    covers = [_Cover(index) for index in range(len(sources))]
     pages = _Pages(layout)
-    settled: dict[int, _Fetched] = {}
+    settled: dict[int, _Cover] = {}
     next_index = 0
-    fetch_seconds = decode_seconds = place_seconds = 0.0
-    workers = max(1, min(max_workers, len(sources)))
+    place_seconds = 0.0
+    fetch_workers = max(1, min(max_workers, len(sources)))
+    # Decoding is CPU work: more threads than CPUs only adds switching. Fetch threads never
+    # wait for a decode, so a slow decode does not delay the next download.
+    decode_workers = min(cpu_count(), fetch_workers)
+    held = Semaphore(fetch_workers + decode_workers)
     with (
-        Downloader(policy, pool_size=workers, deadline=deadline) as downloader,
-        ThreadPoolExecutor(workers, thread_name_prefix="cover") as pool,
+        Downloader(policy, pool_size=fetch_workers, deadline=deadline) as downloader,
+        ThreadPoolExecutor(fetch_workers, thread_name_prefix="fetch") as fetchers,
+        ThreadPoolExecutor(decode_workers, thread_name_prefix="decode") as decoders,
     ):
         pending = {
-            pool.submit(_load_one, index, source, layout, downloader, policy.max_bytes)
-            for index, source in enumerate(sources)
+            fetchers.submit(_fetch, cover, source, downloader, policy.max_bytes, held)
+            for cover, source in zip(covers, sources, strict=True)
         }
         while pending:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
-                item = future.result()
-                settled[item.index] = item
-                fetch_seconds += item.fetch_seconds
-                decode_seconds += item.decode_seconds
+                cover = future.result()
+                if cover.data is not None:
+                    pending.add(decoders.submit(_decode, cover, layout, held))
+                else:
+                    settled[cover.index] = cover
             placing = time.perf_counter()
             while next_index in settled:
-                item = settled.pop(next_index)
-                outcome = outcomes[next_index]
-                outcome.bytes = item.size
-                outcome.ok = item.tile is not None
-                outcome.error_code, outcome.error = item.code, item.error
-                outcome.page = pages.place(item.tile)
+                cover = settled.pop(next_index)
+                cover.page = pages.place(cover.tile)
+                cover.tile = None
                 next_index += 1
             place_seconds += time.perf_counter() - placing
         bytes_downloaded = downloader.bytes_downloaded
     placing = time.perf_counter()
     pages.finish_page()
     place_seconds += time.perf_counter() - placing
+    outcomes = [
+        TileOutcome(
+            index=cover.index,
+            source=source,
+            ok=cover.code is None,
+            error_code=cover.code,
+            error=cover.error,
+            bytes=cover.size,
+            page=cover.page,
+        )
+        for cover, source in zip(covers, sources, strict=True)
+    ]
     return CollageResult(
         pages=pages.encoded,
         outcomes=outcomes,
-        download_seconds=fetch_seconds,
-        render_seconds=decode_seconds + place_seconds,
+        download_seconds=sum(cover.fetch_seconds for cover in covers),
+        render_seconds=sum(cover.decode_seconds for cover in covers) + place_seconds,
         bytes_downloaded=bytes_downloaded,
         wall_seconds=time.perf_counter() - started,
     )

@@ -1,0 +1,422 @@
+"""Render benchmark: this engine against naive Pillow, ImageMagick, pyvips and the floor.
+
+Each method renders the same 35 synthetic covers into one 5x7 collage of 216x384 tiles at q95,
+as a whole fresh process (interpreter start and imports included), interleaved A B C A B C so
+machine noise hits all alike; the median wall time, CPU time (user+sys) and peak RSS of each
+child are printed with ratios against the engine. Then: tile quality (PSNR against a full-size
+LANCZOS reference, plus a contact sheet PNG to look at) and a download run from a loopback
+CoverServer with 0.1 s latency per request. Targets are printed MET / NOT MET; `--quick` (CI)
+runs fewer repetitions and always exits 0, a full run exits 1 when a target is missed.
+
+    python benchmarks/render_bench.py [--quick] [--runs N] [--out-dir .bench]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROWS, COLS, TILE, QUALITY, COVERS = 5, 7, (216, 384), 95, 35
+SIZES = ((1080, 1920), (720, 1280))
+LATENCY, WORKERS = 0.1, 8
+CHILD_TIMEOUT = 120.0
+ROOT = Path(__file__).resolve().parent.parent
+
+
+# --- the methods, as child processes ---------------------------------------------------------
+
+
+def covers_in(folder: str) -> list[str]:
+    return sorted(str(p) for p in Path(folder).iterdir() if p.suffix == ".jpg")
+
+
+def crop_box(size: tuple[int, int]) -> tuple[float, float, float, float]:
+    """The centre crop of `size` with the tile's aspect ratio (what 'crop' fit shows)."""
+    width, height = size
+    scale = max(TILE[0] / width, TILE[1] / height)
+    crop_w, crop_h = TILE[0] / scale, TILE[1] / scale
+    left, top = (width - crop_w) / 2, (height - crop_h) / 2
+    return (left, top, left + crop_w, top + crop_h)
+
+
+def worker_naive(folder: str, out: str) -> None:
+    """What one writes first: decode every cover in full, LANCZOS to the tile, paste, save."""
+    from PIL import Image
+
+    canvas = Image.new("RGB", (COLS * TILE[0], ROWS * TILE[1]))
+    for slot, path in enumerate(covers_in(folder)):
+        with Image.open(path) as image:
+            full = image.convert("RGB")
+        tile = full.resize(TILE, Image.Resampling.LANCZOS, box=crop_box(full.size))
+        row, col = divmod(slot, COLS)
+        canvas.paste(tile, (col * TILE[0], row * TILE[1]))
+    canvas.save(out, "JPEG", quality=QUALITY)
+
+
+def worker_floor(folder: str, out: str) -> None:
+    """The least any Pillow renderer must do: draft-decode each cover (2 threads), encode once."""
+    from PIL import Image
+
+    def draft(path: str) -> Image.Image:
+        image = Image.open(path)
+        image.draft("RGB", TILE)
+        image.load()
+        return image
+
+    canvas = Image.new("RGB", (COLS * TILE[0], ROWS * TILE[1]))
+    with ThreadPoolExecutor(2) as pool:
+        for slot, image in enumerate(pool.map(draft, covers_in(folder))):
+            row, col = divmod(slot, COLS)
+            canvas.paste(image.crop((0, 0, *TILE)), (col * TILE[0], row * TILE[1]))
+    canvas.save(out, "JPEG", quality=QUALITY)
+
+
+def worker_pyvips(folder: str, out: str) -> None:
+    import pyvips
+
+    tiles = [
+        pyvips.Image.thumbnail(path, TILE[0], height=TILE[1], crop="centre")
+        for path in covers_in(folder)
+    ]
+    pyvips.Image.arrayjoin(tiles, across=COLS).jpegsave(out, Q=QUALITY)
+
+
+WORKERS_BY_NAME = {"naive": worker_naive, "floor": worker_floor, "pyvips": worker_pyvips}
+
+
+def command(method: str, folder: Path, out: Path) -> list[str]:
+    if method == "engine":
+        return [sys.executable, "-m", "collage.cli", "render", "-o", str(out), str(folder)]
+    if method == "montage":
+        geometry = f"{TILE[0]}x{TILE[1]}"
+        return [
+            "montage",
+            "-define",
+            f"jpeg:size={geometry}",
+            *covers_in(str(folder)),
+            "-thumbnail",
+            f"{geometry}^",
+            "-gravity",
+            "center",
+            "-extent",
+            geometry,
+            "-tile",
+            f"{COLS}x{ROWS}",
+            "-geometry",
+            "+0+0",
+            "-quality",
+            str(QUALITY),
+            str(out),
+        ]
+    return [sys.executable, __file__, "--worker", method, str(folder), str(out)]
+
+
+LABELS = {
+    "engine": "engine (collage render)",
+    "naive": "naive Pillow",
+    "montage": "ImageMagick montage",
+    "pyvips": "pyvips",
+    "floor": "floor (draft + encode)",
+}
+
+
+@dataclass
+class Runs:
+    wall: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
+    rss_mb: list[float] = field(default_factory=list)
+
+    def median(self, name: str) -> float:
+        return statistics.median(getattr(self, name))
+
+
+# Peak RSS of a child is only honest when its parent is small: Linux counts the memory of the
+# process a child was forked from (and exec'd over) in the child's ru_maxrss. So children are
+# started by this lean launcher, itself started before the benchmark loads Pillow or covers.
+LAUNCHER = """
+import json, os, subprocess, sys, time
+for line in sys.stdin:
+    job = json.loads(line)
+    with open(job["log"], "wb") as log:
+        started = time.perf_counter()
+        child = subprocess.Popen(job["argv"], stdout=subprocess.DEVNULL, stderr=log, cwd=job["cwd"])
+        while True:
+            pid, status, usage = os.wait4(child.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.perf_counter() - started > job["timeout"]:
+                child.kill()
+                pid, status, usage = os.wait4(child.pid, 0)
+                break
+            time.sleep(0.001)
+        wall = time.perf_counter() - started
+    child.returncode = os.waitstatus_to_exitcode(status)
+    reply = [child.returncode, wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024]
+    print(json.dumps(reply), flush=True)
+"""
+
+
+class Launcher:
+    def __init__(self) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-S", "-c", LAUNCHER],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+
+    def run(self, argv: list[str], scratch: Path) -> tuple[float, float, float]:
+        """(wall s, user+sys s, peak RSS MB) of one child process, bounded by CHILD_TIMEOUT."""
+        log = scratch / "child.log"
+        job = {"argv": argv, "cwd": str(ROOT), "log": str(log), "timeout": CHILD_TIMEOUT}
+        self.process.stdin.write(json.dumps(job) + "\n")
+        self.process.stdin.flush()
+        code, wall, cpu, rss = json.loads(self.process.stdout.readline())
+        if code != 0:
+            raise RuntimeError(f"{argv[:4]} failed ({code}): {log.read_text()[-500:]}")
+        return wall, cpu, rss
+
+    def close(self) -> None:
+        self.process.stdin.close()
+        self.process.wait(timeout=30)
+
+
+# --- quality ---------------------------------------------------------------------------------
+
+
+def psnr(a, b) -> float:
+    from PIL import ImageChops
+
+    histogram = ImageChops.difference(a, b).histogram()
+    squares = sum(value * value * count for value, count in enumerate(histogram[:256]))
+    squares += sum(value * value * count for value, count in enumerate(histogram[256:512]))
+    squares += sum(value * value * count for value, count in enumerate(histogram[512:]))
+    mse = squares / (a.width * a.height * 3)
+    return 99.0 if mse == 0 else 10 * math.log10(255 * 255 / mse)
+
+
+def quality(collage_path: Path, folder: Path, sheet_path: Path) -> float:
+    """Mean per-tile PSNR of the engine's collage against full-size LANCZOS tiles."""
+    from PIL import Image
+
+    engine = Image.open(collage_path).convert("RGB")
+    reference = Image.new("RGB", engine.size)
+    scores = []
+    for slot, path in enumerate(covers_in(str(folder))):
+        with Image.open(path) as image:
+            full = image.convert("RGB")
+        tile = full.resize(TILE, Image.Resampling.LANCZOS, box=crop_box(full.size))
+        row, col = divmod(slot, COLS)
+        box = (col * TILE[0], row * TILE[1], (col + 1) * TILE[0], (row + 1) * TILE[1])
+        reference.paste(tile, box[:2])
+        scores.append(psnr(engine.crop(box), tile))
+    sheet = Image.new("RGB", (engine.width * 2 + 16, engine.height), (255, 255, 255))
+    sheet.paste(engine, (0, 0))
+    sheet.paste(reference, (engine.width + 16, 0))
+    sheet_path.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(sheet_path, "PNG", compress_level=1)
+    return statistics.fmean(scores)
+
+
+# --- downloads -------------------------------------------------------------------------------
+
+
+def download_runs(folder: Path, runs: int) -> tuple[float, int, int]:
+    """Median wall time of build_collage over loopback, connections of the last run, failures."""
+    from collage.engine.download import FetchPolicy
+    from collage.engine.pipeline import build_collage
+    from collage.engine.render import Layout
+    from collage.local.cover_server import CoverServer
+
+    walls, connections, failures = [], 0, 0
+    policy = FetchPolicy(allow_loopback=True)
+    for _ in range(runs + 1):  # the first run warms imports and caches; not counted
+        with CoverServer(latency=LATENCY) as server:
+            urls = server.add_directory(folder, "/covers")
+            started = time.perf_counter()
+            result = build_collage(urls, Layout(), policy=policy, max_workers=WORKERS)
+            walls.append(time.perf_counter() - started)
+            connections, failures = server.connections, len(result.failed)
+    return statistics.median(walls[1:]), connections, failures
+
+
+# --- the report --------------------------------------------------------------------------------
+
+
+@dataclass
+class Verdicts:
+    lines: list[str] = field(default_factory=list)
+    missed: list[str] = field(default_factory=list)
+
+    def check(self, name: str, met: bool, figure: str) -> None:
+        self.lines.append(f"  {'MET    ' if met else 'NOT MET'}  {name}: {figure}")
+        if not met:
+            self.missed.append(name)
+
+
+def available(method: str) -> str | None:
+    """None when `method` can run here, else why not."""
+    if method == "montage" and shutil.which("montage") is None:
+        return "ImageMagick `montage` not installed (apt-get install imagemagick)"
+    if method == "pyvips":
+        probe = subprocess.run(
+            [sys.executable, "-c", "import pyvips"], capture_output=True, timeout=60, check=False
+        )
+        if probe.returncode != 0:
+            return "pyvips not importable (pip install pyvips; needs libvips42)"
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="few repetitions; always exit 0")
+    parser.add_argument("--runs", type=int, help="repetitions per method (default 7, quick 2)")
+    parser.add_argument("--out-dir", type=Path, default=ROOT / ".bench")
+    parser.add_argument(
+        "--worker", nargs=3, metavar=("METHOD", "DIR", "OUT"), help=argparse.SUPPRESS
+    )
+    args = parser.parse_args(argv)
+    if args.worker:
+        method, folder, out = args.worker
+        WORKERS_BY_NAME[method](folder, out)
+        return 0
+    launcher = Launcher()  # first, while this process is still small
+    try:
+        return run_all(args, launcher)
+    finally:
+        launcher.close()
+
+
+def run_all(args: argparse.Namespace, launcher: Launcher) -> int:
+    from collage.local.covers import write_covers
+
+    runs = args.runs or (2 if args.quick else 7)
+    methods = ["engine", "naive", "montage", "pyvips", "floor"]
+    skipped = {m: why for m in methods if (why := available(m))}
+    active = [m for m in methods if m not in skipped]
+    verdicts = Verdicts()
+    print(
+        f"render-bench: {COVERS} JPEG covers -> one {ROWS}x{COLS} collage of {TILE[0]}x{TILE[1]} "
+        f"tiles at q{QUALITY}; whole processes, median of {runs} interleaved runs; "
+        f"{os.cpu_count()} cores{' (quick)' if args.quick else ''}"
+    )
+    for method, why in skipped.items():
+        print(f"  skipped {LABELS[method]}: {why}")
+
+    with tempfile.TemporaryDirectory(prefix="render-bench-") as temp:
+        scratch = Path(temp)
+        results: dict[tuple[int, int], dict[str, Runs]] = {}
+        folders = {}
+        for size in SIZES:
+            folder = scratch / f"covers-{size[0]}x{size[1]}"
+            write_covers(folder, COVERS, size)
+            folders[size] = folder
+        for method in active:  # warm-up: .pyc files, page cache; not counted
+            launcher.run(command(method, folders[SIZES[1]], scratch / "warm.jpg"), scratch)
+        for size in SIZES:
+            folder, table = folders[size], {m: Runs() for m in active}
+            for _ in range(runs):
+                for method in active:
+                    wall, cpu, rss = launcher.run(
+                        command(method, folder, scratch / f"{method}.jpg"), scratch
+                    )
+                    table[method].wall.append(wall)
+                    table[method].cpu.append(cpu)
+                    table[method].rss_mb.append(rss)
+            results[size] = table
+            print_table(size, table)
+            if size == SIZES[0]:
+                engine_out = scratch / "engine-collage.jpg"
+                launcher.run(command("engine", folder, engine_out), scratch)
+        judge(results, verdicts)
+
+        big = SIZES[0]
+        sheet = args.out_dir / "render_contact_sheet.png"
+        score = quality(engine_out, folders[big], sheet)
+        print(f"quality: mean tile PSNR {score:.1f} dB vs full-size LANCZOS; contact sheet {sheet}")
+        verdicts.check("mean tile PSNR >= 33 dB", score >= 33, f"{score:.1f} dB")
+
+        download_wall, connections, failures = download_runs(folders[big], runs)
+        network_floor = LATENCY * math.ceil(COVERS / WORKERS)
+        cpu_floor = results[big]["floor"].median("wall") if "floor" in results[big] else 0.0
+        bound = 1.25 * max(network_floor, cpu_floor)
+        print(
+            f"downloads: build_collage of {COVERS} covers from a loopback CoverServer "
+            f"(latency {LATENCY * 1000:.0f} ms, max_workers={WORKERS}): "
+            f"{download_wall * 1000:.0f} ms; network floor {network_floor * 1000:.0f} ms, "
+            f"CPU floor {cpu_floor * 1000:.0f} ms; connections {connections}, failures {failures}"
+        )
+        verdicts.check(
+            "downloads <= 1.25 x max(network, CPU floor)",
+            download_wall <= bound and failures == 0,
+            f"{download_wall * 1000:.0f} ms vs {bound * 1000:.0f} ms",
+        )
+        verdicts.check(
+            f"pooled connections <= max_workers ({WORKERS})",
+            0 < connections <= WORKERS,
+            str(connections),
+        )
+
+    print("targets:")
+    print("\n".join(verdicts.lines))
+    if verdicts.missed:
+        print(f"render-bench: targets not met: {'; '.join(verdicts.missed)}")
+        return 0 if args.quick else 1
+    print("render-bench: all targets met")
+    return 0
+
+
+def print_table(size: tuple[int, int], table: dict[str, Runs]) -> None:
+    engine = table["engine"].median("wall")
+    print(f"covers {size[0]}x{size[1]}:")
+    print(f"  {'method':26} {'wall ms':>8} {'cpu ms':>8} {'peak MB':>8} {'x engine':>9}")
+    for method, runs in table.items():
+        wall = runs.median("wall")
+        print(
+            f"  {LABELS[method]:26} {wall * 1000:8.0f} {runs.median('cpu') * 1000:8.0f} "
+            f"{max(runs.rss_mb):8.1f} {wall / engine:9.2f}"
+        )
+
+
+def judge(results: dict[tuple[int, int], dict[str, Runs]], verdicts: Verdicts) -> None:
+    for size, table in results.items():
+        engine = table["engine"].median("wall")
+        label = f"{size[0]}x{size[1]}"
+        naive = table["naive"].median("wall")
+        verdicts.check(
+            f"engine <= 0.25 x naive Pillow ({label})",
+            engine <= 0.25 * naive,
+            f"{engine / naive:.2f} x ({engine * 1000:.0f} vs {naive * 1000:.0f} ms)",
+        )
+        if "floor" in table:
+            floor = table["floor"].median("wall")
+            verdicts.check(
+                f"engine <= 1.15 x floor ({label})",
+                engine <= 1.15 * floor,
+                f"{engine / floor:.2f} x ({engine * 1000:.0f} vs {floor * 1000:.0f} ms)",
+            )
+        for rival in ("montage", "pyvips"):
+            if rival in table:
+                other = table[rival].median("wall")
+                verdicts.check(
+                    f"engine faster than {LABELS[rival]} ({label})",
+                    engine < other,
+                    f"{engine * 1000:.0f} vs {other * 1000:.0f} ms",
+                )
+        peak = max(table["engine"].rss_mb)
+        verdicts.check(f"engine peak RSS <= 80 MB ({label})", peak <= 80, f"{peak:.1f} MB")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
