@@ -1,0 +1,53 @@
+"""The render benchmark runs to the end in --quick mode and prints every figure.
+
+Timing targets are not asserted here (they are read from the printed MET / NOT MET lines);
+this checks that each measurement happened and that the contact sheet was written.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[2]
+METHODS = ("engine (collage render)", "naive Pillow", "ImageMagick montage", "pyvips", "floor")
+ROW = r"\s+(\d+)\s+(\d+)\s+([\d.]+)\s+([\d.]+)$"
+
+
+@pytest.mark.slow
+def test_quick_benchmark_prints_every_figure(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "benchmarks/render_bench.py", "--quick", "--out-dir", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    out = done.stdout
+    assert done.returncode == 0, done.stderr[-2000:]
+    for size in ("1080x1920", "720x1280"):
+        assert f"covers {size}:" in out
+    for method in METHODS:
+        rows = re.findall(rf"^  {re.escape(method)}[^\n]*?{ROW}", out, re.MULTILINE)
+        skipped = f"skipped {method}" in out
+        # Each method has a row per cover size (wall, cpu, peak MB, ratio), or is skipped.
+        assert len(rows) == 2 or (skipped and not rows), method
+        for wall, cpu, peak, ratio in rows:
+            assert int(wall) > 0 and int(cpu) > 0 and float(peak) > 0 and float(ratio) > 0
+    psnr = re.search(r"mean tile PSNR ([\d.]+) dB", out)
+    assert psnr and float(psnr.group(1)) > 20
+    downloads = re.search(r"downloads: .*: (\d+) ms; .* connections (\d+), failures (\d+)", out)
+    assert downloads and int(downloads.group(1)) > 0 and int(downloads.group(2)) >= 1
+    assert "targets:" in out and re.search(r"^  (MET    |NOT MET)  engine <= ", out, re.MULTILINE)
+    last = out.strip().splitlines()[-1]
+    assert last == "render-bench: all targets met" or last.startswith(
+        "render-bench: targets not met: "
+    )
+    sheet = Image.open(tmp_path / "render_contact_sheet.png")
+    assert sheet.format == "PNG" and sheet.size == (2 * 1512 + 16, 1920)
