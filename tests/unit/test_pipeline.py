@@ -198,3 +198,29 @@ def test_past_deadline_fetches_nothing(server: CoverServer) -> None:
     assert result.pages == []
     assert {o.error_code for o in result.outcomes} == {"deadline"}
     assert sum(server.hits.values()) == 0
+
+
+def test_an_unexpected_error_propagates_without_hanging(tmp_path: Path, monkeypatch) -> None:
+    import threading
+
+    from collage.engine import pipeline
+
+    sources = write_solids(tmp_path, 10) * 3
+
+    def broken(data: bytes, layout: Layout):
+        raise RuntimeError("bug in decoding")
+
+    monkeypatch.setattr(pipeline, "decode_tile", broken)
+    raised: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            build_collage(sources, SMALL, policy=POLICY, max_workers=2)
+        except BaseException as error:
+            raised.append(error)
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(timeout=30)
+    assert not worker.is_alive(), "build_collage hung after a worker error"
+    assert [type(error) for error in raised] == [RuntimeError]

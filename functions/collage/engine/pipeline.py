@@ -160,7 +160,6 @@ class _Pages:
     canvas: Image.Image | None = None
     page_has_cover: bool = False
     encoded: list[bytes] = field(default_factory=list)
-    encode_seconds: float = 0.0
     _placeholder: Image.Image | None = None
 
     def place(self, tile: Image.Image | None) -> int | None:
@@ -184,9 +183,7 @@ class _Pages:
 
     def finish_page(self) -> None:
         if self.canvas is not None and self.page_has_cover:
-            started = time.perf_counter()
             self.encoded.append(encode_jpeg(self.canvas, self.layout.quality))
-            self.encode_seconds += time.perf_counter() - started
         elif self.canvas is not None:
             # Only placeholders on this page: drop it, and start the next page afresh.
             self.slots -= self.layout.cells
@@ -228,21 +225,29 @@ def build_collage(
             fetchers.submit(_fetch, cover, source, downloader, policy.max_bytes, held)
             for cover, source in zip(covers, sources, strict=True)
         }
-        while pending:
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for future in done:
-                cover = future.result()
-                if cover.data is not None:
-                    pending.add(decoders.submit(_decode, cover, layout, held))
-                else:
-                    settled[cover.index] = cover
-            placing = time.perf_counter()
-            while next_index in settled:
-                cover = settled.pop(next_index)
-                cover.page = pages.place(cover.tile)
-                cover.tile = None
-                next_index += 1
-            place_seconds += time.perf_counter() - placing
+        try:
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    cover = future.result()
+                    if cover.data is not None:
+                        pending.add(decoders.submit(_decode, cover, layout, held))
+                    else:
+                        settled[cover.index] = cover
+                placing = time.perf_counter()
+                while next_index in settled:
+                    cover = settled.pop(next_index)
+                    cover.page = pages.place(cover.tile)
+                    cover.tile = None
+                    next_index += 1
+                place_seconds += time.perf_counter() - placing
+        except BaseException:
+            # A bug or MemoryError: nothing more will be decoded, so wake the fetch threads
+            # waiting for room and drop queued fetches, or leaving the pools would hang.
+            fetchers.shutdown(wait=False, cancel_futures=True)
+            for _ in range(fetch_workers):
+                held.release()
+            raise
         bytes_downloaded = downloader.bytes_downloaded
     placing = time.perf_counter()
     pages.finish_page()
