@@ -146,7 +146,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--per-collage", type=int, default=35, help="covers per creator")
     parser.add_argument("--runs", type=int, default=30, help="CSVs (runs) a month")
     parser.add_argument("--memory", type=int, default=1024, help="RenderMemorySize (MB)")
-    parser.add_argument("--arm64", action="store_true", help="price Lambda on Graviton")
+    parser.add_argument(
+        "--x86", dest="arm64", action="store_false", help="price Lambda on x86_64 (default arm64)"
+    )
     parser.add_argument("--target", type=float, default=5.0, help="USD a month for processing")
     args = parser.parse_args(argv)
 
@@ -189,9 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         f"  {'S3 storage added this month':<40} {other['storage_month']:8.2f}"
         f"  ({other['storage_added_gb']:.1f} GB of collages, grows monthly)"
     )
-    print(
-        f"  {'transfer out, each collage fetched once':<40} {other['transfer_out_once']:8.2f}"
-    )
+    print(f"  {'transfer out, each collage fetched once':<40} {other['transfer_out_once']:8.2f}")
     print(
         f"  {'observability (metrics, dashboard, alarms, logs)':<40} {other['observability']:8.2f}"
     )

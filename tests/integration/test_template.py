@@ -81,6 +81,10 @@ def test_sam_build_packages_every_function(tmp_path):
         package = build / function
         assert (package / "collage" / "handlers" / "render.py").is_file(), function
         assert (package / "PIL").is_dir() and (package / "aws_lambda_powertools").is_dir(), function
+    # The default architecture is arm64: the compiled parts must be aarch64 ELF files.
+    (imaging,) = (build / "RenderFunction" / "PIL").glob("_imaging.cpython-311-*.so")
+    header = imaging.read_bytes()[:20]
+    assert header[:4] == b"\x7fELF" and int.from_bytes(header[18:20], "little") == 0xB7
     built = (build / "template.yaml").read_text()
     assert "collage_workflow.asl.json" in built
 
