@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -48,15 +49,19 @@ def run(args: argparse.Namespace) -> int:
     from collage.local.emulator import LocalStack
 
     _say("starting the embedded local AWS (moto)")
-    # Handlers print (metrics, logs); stdout is kept for the summary alone.
-    with (
-        contextlib.redirect_stdout(sys.stderr),
-        LocalStack(allow_loopback=args.allow_loopback, verbose=args.verbose) as stack,
-    ):
+    with contextlib.ExitStack() as scope:
+        # Handlers print metrics (CloudWatch EMF lines) on stdout, which is kept for the
+        # summary: they go to stderr with --verbose and are dropped otherwise.
+        quiet = open(os.devnull, "w")  # noqa: SIM115 - closed by the exit stack
+        sink = sys.stderr if args.verbose else scope.enter_context(quiet)
+        scope.enter_context(contextlib.redirect_stdout(sink))
+        stack = scope.enter_context(
+            LocalStack(allow_loopback=args.allow_loopback, verbose=args.verbose)
+        )
         if args.csv:
             started = stack.upload_csv(source.read_bytes(), f"csv-files/{source.name}")
             name = started.get("name")
-            if not started.get("name") or started.get("ignored"):
+            if not name or started.get("ignored"):
                 _say(f"the upload started no run: {started}")
                 return 1
         else:
@@ -74,7 +79,12 @@ def run(args: argparse.Namespace) -> int:
         summary = _summary(described)
     print(json.dumps(summary, indent=2, ensure_ascii=False))
     _say(f"{described['status']}: {len(written)} objects written under {args.out}")
-    return 0 if described["status"] == "SUCCEEDED" else 1
+    if described["status"] != "SUCCEEDED":
+        return 1
+    if summary.get("collages") == 0 and summary.get("creators", {}).get("total"):
+        _say("no collage could be rendered: every cover failed (see the report)")
+        return 1
+    return 0
 
 
 def _summary(described: dict) -> dict:

@@ -102,7 +102,9 @@ class LocalStack:
                 "AWS_DEFAULT_REGION": REGION,
                 "AWS_REGION": REGION,
                 "POWERTOOLS_TRACE_DISABLED": "true",
-                "POWERTOOLS_METRICS_DISABLED": "true",
+                # Metrics stay on: Powertools' EMF store only empties when it flushes, so a
+                # disabled store would grow for the whole run. Their lines go to stdout.
+                "POWERTOOLS_METRICS_DISABLED": "false",
                 "POWERTOOLS_DEV": "false",
                 "COLLAGE_ALLOW_LOOPBACK": "1" if self.allow_loopback else "0",
             }
