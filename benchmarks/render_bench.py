@@ -251,6 +251,40 @@ def download_runs(folder: Path, runs: int) -> tuple[float, int, int]:
     return statistics.median(walls[1:]), connections, failures
 
 
+def print_breakdown(folder: Path, runs: int, launcher: Launcher, scratch: Path) -> None:
+    """Where the engine's extra time goes: its own work in-process, and its imports."""
+    from collage.engine.download import FetchPolicy
+    from collage.engine.pipeline import build_collage
+    from collage.engine.render import Layout
+
+    paths = covers_in(str(folder))
+    timings: dict[str, list[float]] = {"engine": [], "floor": []}
+    for _ in range(runs + 1):  # the first round warms up; not counted
+        started = time.perf_counter()
+        build_collage(paths, Layout(), policy=FetchPolicy())
+        timings["engine"].append(time.perf_counter() - started)
+        started = time.perf_counter()
+        worker_floor(str(folder), str(scratch / "floor-in-process.jpg"))
+        timings["floor"].append(time.perf_counter() - started)
+    engine, floor = (statistics.median(t[1:]) for t in timings.values())
+    imports = {}
+    for name, module in (
+        ("light", "collage.engine.url_guard"),
+        ("download", "collage.engine.download"),
+    ):
+        walls = [
+            launcher.run([sys.executable, "-c", f"import {module}"], scratch)[0]
+            for _ in range(runs + 1)
+        ]
+        imports[name] = statistics.median(walls[1:])
+    extra = imports["download"] - imports["light"]
+    print(
+        f"breakdown: in-process (no interpreter start, no imports) build_collage "
+        f"{engine * 1000:.0f} ms vs floor {floor * 1000:.0f} ms ({engine / floor:.2f} x); "
+        f"importing collage.engine.download (requests, urllib3) adds {extra * 1000:.0f} ms"
+    )
+
+
 # --- the report --------------------------------------------------------------------------------
 
 
@@ -342,6 +376,7 @@ def run_all(args: argparse.Namespace, launcher: Launcher) -> int:
         judge(results, verdicts)
 
         big = SIZES[0]
+        print_breakdown(folders[big], runs, launcher, scratch)
         sheet = args.out_dir / "render_contact_sheet.png"
         score = quality(engine_out, folders[big], sheet)
         print(f"quality: mean tile PSNR {score:.1f} dB vs full-size LANCZOS; contact sheet {sheet}")

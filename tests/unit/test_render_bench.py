@@ -40,6 +40,8 @@ def test_quick_benchmark_prints_every_figure(tmp_path: Path) -> None:
         assert len(rows) == 2 or (skipped and not rows), method
         for wall, cpu, peak, ratio in rows:
             assert int(wall) > 0 and int(cpu) > 0 and float(peak) > 0 and float(ratio) > 0
+    breakdown = re.search(r"build_collage (\d+) ms vs floor (\d+) ms .* adds (-?\d+) ms", out)
+    assert breakdown and int(breakdown.group(1)) > 0 and int(breakdown.group(2)) > 0
     psnr = re.search(r"mean tile PSNR ([\d.]+) dB", out)
     assert psnr and float(psnr.group(1)) > 20
     downloads = re.search(r"downloads: .*: (\d+) ms; .* connections (\d+), failures (\d+)", out)
