@@ -263,3 +263,15 @@ def test_placeholder_tile_draws_cross_corner_to_corner() -> None:
     fill, cross = placeholder_colours(layout.background)
     assert tile.getpixel((20, 20)) == cross and tile.getpixel((80, 20)) == cross
     assert tile.getpixel((20, 80)) == cross and tile.getpixel((50, 10)) == fill
+
+
+@pytest.mark.parametrize("fit", ["crop", "contain"])
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
+def test_a_cover_already_tile_sized_is_used_as_is(fit: str, fmt: str) -> None:
+    # Nothing to resize: the decoded image itself is the tile, and must outlive Image.open.
+    data = encode(halves((216, 384), RED, BLUE), fmt)
+    tile = decode_tile(data, Layout(fit=fit))
+    canvas = new_canvas(LAYOUT)
+    paste_tile(canvas, tile, 0, LAYOUT)
+    assert tile.size == (216, 384)
+    assert close(canvas.getpixel((50, 192)), RED) and close(canvas.getpixel((160, 192)), BLUE)
