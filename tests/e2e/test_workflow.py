@@ -157,3 +157,17 @@ def test_unusable_csv_fails_the_run_and_moves_it_to_failed_with_the_reason(local
     report_key = next(k for k in keys(local_stack, "OutputBucket") if k.endswith(".json"))
     report = read_json(local_stack, "OutputBucket", report_key)
     assert report["status"] == "failed" and "CsvFileError" in report["error"]["reason"]
+
+
+@pytest.mark.slow
+def test_a_map_of_more_than_a_thousand_creators_completes(local_stack, cover_server):
+    """moto's map worker recurses once per item and dies past ~970 items unless the emulator
+    raises the recursion limit and thread stack size (bridge 5 of collage.local.emulator)."""
+    from collage.local.covers import make_cover
+
+    url = cover_server.add("/tiny.jpg", make_cover(3, (54, 96)))
+    rows = [(f"creator{n:04d}", url, "2025-01-01") for n in range(1100)]
+    _, described = run_csv(local_stack, csv_text(rows), "csv-files/many.csv", timeout=900)
+    assert described["status"] == "SUCCEEDED"
+    summary = json.loads(described["output"])
+    assert summary["creators"]["succeeded"] == 1100 and summary["collages"] == 1100

@@ -39,7 +39,9 @@ def image(stack: Any, key: str) -> Image.Image:
     return Image.open(io.BytesIO(read(stack, "OutputBucket", key)))
 
 
-def run_csv(stack: Any, text: str, key: str = "csv-files/covers.csv") -> tuple[dict, dict]:
+def run_csv(
+    stack: Any, text: str, key: str = "csv-files/covers.csv", timeout: float = 120
+) -> tuple[dict, dict]:
     """Upload a CSV, wait for its execution; return (starter response, described execution)."""
     started = stack.upload_csv(text.encode(), key)
-    return started, stack.wait(started["name"], timeout=120)
+    return started, stack.wait(started["name"], timeout=timeout)
