@@ -14,7 +14,6 @@ from collage.engine.render import (
     decode_tile,
     encode_jpeg,
     new_canvas,
-    parse_colour,
     paste_tile,
     placeholder_colours,
     placeholder_tile,
@@ -60,9 +59,6 @@ def test_layout_from_config_and_geometry() -> None:
     assert layout.cell_box(0) == (0, 0, 100, 50)
     assert layout.cell_box(4) == (100, 50, 200, 100)
     assert layout.cell_box(7) == (100, 0, 200, 50)  # slot 7 is cell 1 of the next page
-    assert parse_colour("#FF8000") == (255, 128, 0)
-    with pytest.raises(ValueError):
-        parse_colour("#fff")
 
 
 def test_jpeg_is_scaled_to_the_exact_tile() -> None:

@@ -51,10 +51,12 @@ def page_paths(output: Path, pages: int) -> list[Path]:
 
 def expand_sources(images: list[str]) -> list[str]:
     """URLs as given; a directory becomes its regular, non-hidden files sorted by name."""
+    from collage.engine.pipeline import is_url
+
     sources: list[str] = []
     for image in images:
         path = Path(image)
-        if "://" not in image and path.is_dir():
+        if not is_url(image) and path.is_dir():
             entries = sorted(
                 p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")
             )
@@ -83,7 +85,7 @@ def _write(path: Path, data: bytes) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from collage.engine.download import FetchPolicy
-    from collage.engine.pipeline import build_collage
+    from collage.engine.pipeline import build_collage, is_url
     from collage.engine.render import Layout
     from collage.engine.url_guard import scrub_url
 
@@ -115,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
         f"{layout.canvas_size[0]}x{layout.canvas_size[1]} px, in {elapsed:.2f} s"
     )
     for outcome in failed:
-        shown = scrub_url(outcome.source) if "://" in outcome.source else outcome.source
+        shown = scrub_url(outcome.source) if is_url(outcome.source) else outcome.source
         print(f"  failed #{outcome.index + 1} {shown}: {outcome.error_code}: {outcome.error}")
     if not result.pages:
         print("collage render: no cover could be rendered; nothing written", file=sys.stderr)

@@ -13,7 +13,7 @@ import io
 import math
 from dataclasses import dataclass
 
-from PIL import Image, ImageDraw, features
+from PIL import Image, ImageColor, ImageDraw, features
 
 from collage.config import ProcessingConfig
 from collage.engine import formats
@@ -69,7 +69,7 @@ class Layout:
             tile_width=config.tile_width,
             tile_height=config.tile_height,
             fit=config.fit,
-            background=parse_colour(config.background),
+            background=ImageColor.getrgb(config.background)[:3],
             quality=config.quality,
             on_failure=config.on_failure,
         )
@@ -87,14 +87,6 @@ class Layout:
         row, col = divmod(slot % self.cells, self.cols)
         left, top = col * self.tile_width, row * self.tile_height
         return (left, top, left + self.tile_width, top + self.tile_height)
-
-
-def parse_colour(text: str) -> tuple[int, int, int]:
-    """'#1a2b3c' -> (26, 43, 60)."""
-    digits = text.strip().removeprefix("#")
-    if len(digits) != 6:
-        raise ValueError(f"not a #rrggbb colour: {text!r}")
-    return (int(digits[0:2], 16), int(digits[2:4], 16), int(digits[4:6], 16))
 
 
 # --- one cover -> one tile ----------------------------------------------------------------------
