@@ -12,7 +12,7 @@ from urllib.parse import quote
 
 from collage import aws
 from collage.config import ProcessingConfig, config_from_dict
-from collage.engine.download import FetchPolicy
+from collage.engine.fetch_policy import FetchPolicy
 from collage.engine.pipeline import build_collage
 from collage.engine.render import Layout
 from collage.engine.url_guard import scrub_url

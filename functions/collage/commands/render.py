@@ -84,7 +84,7 @@ def _write(path: Path, data: bytes) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from collage.engine.download import FetchPolicy
+    from collage.engine.fetch_policy import FetchPolicy
     from collage.engine.pipeline import build_collage, is_url
     from collage.engine.render import Layout
     from collage.engine.url_guard import scrub_url

@@ -17,8 +17,6 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from types import TracebackType
@@ -32,13 +30,12 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError, ReadTimeoutError
 from urllib3.util import connection as urllib3_connection
 
-from collage.config import ProcessingConfig
 from collage.engine import formats
+from collage.engine.fetch_policy import DownloadError, FetchPolicy
 from collage.engine.url_guard import (
     AddressGuard,
     UrlRefused,
     check_url,
-    normalize_suffixes,
     scrub_text,
     scrub_url,
 )
@@ -50,73 +47,6 @@ _ACCEPT = "image/jpeg,image/png,image/webp,image/gif;q=0.9,*/*;q=0.1"
 _CHUNK = 256 * 1024
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _DRAIN_LIMIT = 64 * 1024  # a small error/redirect body is read so its connection can be reused
-
-
-@dataclass(frozen=True)
-class FetchPolicy:
-    connect_timeout: float = 5.0
-    read_timeout: float = 30.0  # per read on the socket; from ProcessingConfig.timeout
-    total_timeout: float = 60.0  # one URL, all attempts and redirects together
-    max_retries: int = 3  # retries after the first attempt (429, 5xx, resets, timeouts)
-    max_bytes: int = 20 * 1024 * 1024  # enforced while streaming
-    max_redirects: int = 5
-    allow_loopback: bool = False  # local runs/tests only; the deployed stack never sets it
-    allowed_host_suffixes: tuple[str, ...] = ()  # empty = any public host
-    backoff_base: float = 0.5  # full-jitter backoff: uniform(0, min(cap, base * 2**n))
-    backoff_cap: float = 8.0
-    retry_after_cap: float = 30.0  # longest Retry-After we wait for
-
-    def __post_init__(self) -> None:
-        for name in ("connect_timeout", "read_timeout", "total_timeout"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be positive")
-        if self.max_retries < 0 or self.max_redirects < 0 or self.max_bytes < 1:
-            raise ValueError("max_retries and max_redirects must be >= 0, max_bytes >= 1")
-        if self.backoff_base < 0 or self.backoff_cap < 0 or self.retry_after_cap < 0:
-            raise ValueError("backoff settings must be >= 0")
-        object.__setattr__(
-            self, "allowed_host_suffixes", normalize_suffixes(self.allowed_host_suffixes)
-        )
-
-    @classmethod
-    def from_config(
-        cls,
-        config: ProcessingConfig,
-        *,
-        allow_loopback: bool = False,
-        allowed_host_suffixes: Sequence[str] = (),
-    ) -> FetchPolicy:
-        return cls(
-            connect_timeout=min(5.0, config.timeout),
-            read_timeout=config.timeout,
-            # Room for the retries the config asks for, never less than the default minute.
-            total_timeout=max(60.0, 2 * config.timeout),
-            max_retries=config.max_retries,
-            max_bytes=config.max_image_bytes,
-            allow_loopback=allow_loopback,
-            allowed_host_suffixes=tuple(allowed_host_suffixes),
-        )
-
-
-class DownloadError(Exception):
-    """A cover could not be fetched. `code` is stable (for reports); str() is one clean line."""
-
-    def __init__(
-        self,
-        code: str,
-        message: str,
-        *,
-        status: int | None = None,
-        attempts: int = 0,
-        retryable: bool = False,
-        retry_after: float | None = None,
-    ) -> None:
-        super().__init__(scrub_text(message))
-        self.code = code
-        self.status = status
-        self.attempts = attempts
-        self.retryable = retryable
-        self.retry_after = retry_after
 
 
 # --- connections that only ever reach a vetted address -------------------------------------

@@ -22,10 +22,11 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from threading import Semaphore
+from typing import Any
 
 from PIL import Image
 
-from collage.engine.download import Downloader, DownloadError, FetchPolicy
+from collage.engine.fetch_policy import DownloadError, FetchPolicy
 from collage.engine.render import (
     CoverError,
     Layout,
@@ -109,9 +110,7 @@ class _Cover:
         return self
 
 
-def _fetch(
-    cover: _Cover, source: str, downloader: Downloader, max_bytes: int, held: Semaphore
-) -> _Cover:
+def _fetch(cover: _Cover, source: str, downloader: Any, max_bytes: int, held: Semaphore) -> _Cover:
     """Runs on a fetch thread; never raises for a bad cover."""
     held.acquire()  # released when the bytes are gone (after decode, or right now on failure)
     started = time.perf_counter()
@@ -191,6 +190,28 @@ class _Pages:
         self.page_has_cover = False
 
 
+class _NoDownloads:
+    """Stands in for a Downloader when every source is a local file."""
+
+    bytes_downloaded = 0
+
+    def __enter__(self) -> _NoDownloads:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def _downloader_for(
+    sources: Sequence[str], policy: FetchPolicy, pool_size: int, deadline: float | None
+) -> Any:
+    if not any(is_url(source) for source in sources):
+        return _NoDownloads()
+    from collage.engine.download import Downloader  # requests: imported only when needed
+
+    return Downloader(policy, pool_size=pool_size, deadline=deadline)
+
+
 def build_collage(
     sources: Sequence[str],
     layout: Layout,
@@ -217,7 +238,7 @@ def build_collage(
     decode_workers = min(cpu_count(), fetch_workers)
     held = Semaphore(fetch_workers + decode_workers)
     with (
-        Downloader(policy, pool_size=fetch_workers, deadline=deadline) as downloader,
+        _downloader_for(sources, policy, fetch_workers, deadline) as downloader,
         ThreadPoolExecutor(fetch_workers, thread_name_prefix="fetch") as fetchers,
         ThreadPoolExecutor(decode_workers, thread_name_prefix="decode") as decoders,
     ):
