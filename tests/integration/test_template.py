@@ -116,6 +116,12 @@ def test_input_bucket_sends_events_to_eventbridge_and_a_rule_starts_runs(resourc
     target = rule["Properties"]["Targets"][0]
     assert target["Arn"] == {"Fn::GetAtt": ["StartFromS3Function", "Arn"]}
     assert "DeadLetterConfig" in target and "RetryPolicy" in target
+    # EventBridge may only use that dead-letter queue if the queue's policy lets it send.
+    dlq = target["DeadLetterConfig"]["Arn"]
+    (policy,) = of_type(resources, "AWS::SQS::QueuePolicy").values()
+    allow = policy["Properties"]["PolicyDocument"]["Statement"][0]
+    assert allow["Principal"] == {"Service": "events.amazonaws.com"}
+    assert allow["Action"] == "sqs:SendMessage" and allow["Resource"] == dlq
 
 
 def test_queue_has_a_dead_letter_queue_and_partial_batch_responses(resources):
