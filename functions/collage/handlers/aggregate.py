@@ -10,7 +10,7 @@ from collage.aggregate import finish_run
 from collage.handlers._runtime import logger, metrics, settings, tracer
 
 
-@logger.inject_lambda_context
+@logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from collage.handlers._runtime import logger, metrics, settings, tracer
 FINISH_MARGIN_SECONDS = 15.0
 
 
-@logger.inject_lambda_context
+@logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from collage.runs import run_from_s3_event
 from collage.starter import map_settings_from_env, start_run
 
 
-@logger.inject_lambda_context
+@logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:

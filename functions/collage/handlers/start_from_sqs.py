@@ -43,7 +43,7 @@ def start_one(record: SQSRecord) -> dict[str, Any]:
     return start_run(request, env.state_machine_arn, map_settings_from_env())
 
 
-@logger.inject_lambda_context
+@logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
