@@ -1,0 +1,163 @@
+"""Delivered twice, retried, restarted: one run, the same keys, nothing rendered twice."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from collage.local.cover_server import CoverServer
+from collage.local.covers import make_cover
+
+from tests.support.s3_faults import S3Faults, fast_waits
+from tests.support.workflow import csv_text, keys, read_json, run_csv
+
+pytestmark = pytest.mark.e2e
+
+TILE = (216, 384)
+NAMES = ["ann", "bob", "cat", "dan", "eve"]
+
+
+@pytest.fixture
+def server() -> Iterator[CoverServer]:
+    with CoverServer() as cover_server:
+        for n in range(len(NAMES)):
+            cover_server.add(f"/c/{n}.jpg", make_cover(n, TILE))
+        yield cover_server
+
+
+def rows(server: CoverServer) -> list[tuple[str, str, str]]:
+    return [(name, server.url(f"/c/{n}.jpg"), "2025-01-01") for n, name in enumerate(NAMES)]
+
+
+def executions(stack: Any) -> list[dict]:
+    from collage import aws
+
+    return aws.client("stepfunctions").list_executions(
+        stateMachineArn=stack.names["CollageStateMachine"]
+    )["executions"]
+
+
+def restart(stack: Any, described: dict, name: str) -> dict:
+    """Start the same execution input under a new name (what a redrive re-runs); wait."""
+    from collage import aws
+
+    sfn = aws.client("stepfunctions")
+    document = sfn.describe_execution(executionArn=described["executionArn"])["input"]
+    sfn.start_execution(
+        stateMachineArn=stack.names["CollageStateMachine"], name=name, input=document
+    )
+    return stack.wait(name, timeout=120)
+
+
+def etags(stack: Any, prefix: str = "") -> dict[str, str]:
+    from collage import aws
+
+    s3, bucket = aws.client("s3"), stack.names["OutputBucket"]
+    return {
+        key: s3.head_object(Bucket=bucket, Key=key)["ETag"]
+        for key in keys(stack, "OutputBucket", prefix)
+        if key.endswith(".jpg")
+    }
+
+
+def test_the_same_upload_event_delivered_twice_at_once_starts_one_run(local_stack, server):
+    from collage import aws
+    from collage.local.emulator import s3_object_created_event
+
+    data = csv_text(rows(server)[:2]).encode()
+    bucket = local_stack.names["InputBucket"]
+    aws.client("s3").put_object(Bucket=bucket, Key="csv-files/twice.csv", Body=data)
+    event = s3_object_created_event(bucket, "csv-files/twice.csv", len(data), "etag-1")
+
+    first = local_stack.invoke("StartFromS3Function", event)
+    second = local_stack.invoke("StartFromS3Function", event)  # while the first may still run
+
+    assert second["name"] == first["name"]
+    assert second["executionArn"] == first["executionArn"]
+    assert local_stack.wait(first["name"], timeout=120)["status"] == "SUCCEEDED"
+    assert len(executions(local_stack)) == 1
+    assert server.hits["/c/0.jpg"] == server.hits["/c/1.jpg"] == 1
+    assert len(etags(local_stack)) == 2
+
+
+def test_a_redelivered_sqs_message_starts_one_run(local_stack, server):
+    from collage.local.emulator import sqs_record
+
+    body = {
+        "processing_type": "csv_data",
+        "csv_data": csv_text(rows(server)[:1]),
+        "output_prefix": "again/",
+    }
+    received = {
+        "MessageId": "0b7c5a8e-1111-4d2c-9f00-5e1f2a3b4c5d",
+        "ReceiptHandle": "handle",
+        "Body": json.dumps(body),
+        "Attributes": {"SentTimestamp": "1737282600000", "ApproximateReceiveCount": "1"},
+    }
+    event = {"Records": [sqs_record(received, "arn:aws:sqs:us-east-1:123456789012:q")]}
+
+    assert local_stack.invoke("StartFromSqsFunction", event) == {"batchItemFailures": []}
+    (execution,) = executions(local_stack)
+    local_stack.wait(execution["name"], timeout=120)
+    received["Attributes"]["ApproximateReceiveCount"] = "2"  # came back after a timeout
+    event = {"Records": [sqs_record(received, "arn:aws:sqs:us-east-1:123456789012:q")]}
+    assert local_stack.invoke("StartFromSqsFunction", event) == {"batchItemFailures": []}
+
+    assert len(executions(local_stack)) == 1
+    assert server.hits["/c/0.jpg"] == 1
+    assert len(keys(local_stack, "OutputBucket", "sqs-trigger/again/collages/")) == 2  # jpg+json
+
+
+def test_the_render_task_invoked_twice_for_one_item_renders_once(local_stack, server):
+    _, described = run_csv(local_stack, csv_text(rows(server)[:1]), "csv-files/once.csv")
+    from collage import aws
+
+    document = json.loads(
+        aws.client("stepfunctions").describe_execution(executionArn=described["executionArn"])[
+            "input"
+        ]
+    )
+    temp, prefix = local_stack.names["TempBucket"], document["run"]["temp_prefix"]
+    (item,) = aws.get_json(temp, f"{prefix}items.json")
+    before = etags(local_stack)
+
+    again = local_stack.invoke(
+        "RenderFunction", {"run": document["run"], "config": document["config"], "item": item}
+    )
+
+    assert again == {"creator": "ann", "status": "ok", "collages": 1, "covers_failed": 0}
+    assert server.hits["/c/0.jpg"] == 1  # skipped: not downloaded again
+    assert etags(local_stack) == before
+
+
+def test_a_restarted_run_renders_only_the_creators_without_a_result(
+    local_stack, server, monkeypatch
+):
+    # First run: bob's collage cannot be stored and the CSV cannot be archived (an S3 outage
+    # that outlasts every retry), so the execution fails with the CSV still in csv-files/.
+    with fast_waits(monkeypatch), S3Faults() as s3:
+        s3.add("PutObject", "/collages/bob_")
+        s3.add("CopyObject", "archive/")
+        _, first = run_csv(local_stack, csv_text(rows(server)), "csv-files/outage.csv")
+    assert first["status"] == "FAILED"
+    assert keys(local_stack, "InputBucket", "csv-files/") == ["csv-files/outage.csv"]
+    rendered = etags(local_stack)
+    assert len(rendered) == 4 and not [k for k in rendered if "/bob_" in k]
+    hits = server.hits.copy()
+
+    second = restart(local_stack, first, "outage-restarted")
+
+    assert second["status"] == "SUCCEEDED"
+    assert server.hits["/c/1.jpg"] == hits["/c/1.jpg"] + 1  # bob, rendered now
+    assert all(server.hits[f"/c/{n}.jpg"] == hits[f"/c/{n}.jpg"] for n in (0, 2, 3, 4))
+    after = etags(local_stack)
+    assert {k: v for k, v in after.items() if "/bob_" not in k} == rendered  # untouched
+    assert len(after) == 5
+    summary = json.loads(second["output"])
+    assert summary["status"] == "succeeded" and summary["creators"]["succeeded"] == 5
+    report = read_json(local_stack, "OutputBucket", summary["report"].split("/", 3)[3])
+    assert [r["creator"] for r in report["creators"]] == NAMES
+    assert keys(local_stack, "InputBucket", "csv-files/") == []
+    assert len(keys(local_stack, "InputBucket", "archive/outage_")) == 1

@@ -1,0 +1,198 @@
+"""The aggregate step on moto S3: every creator named, the CSV parked, the report's fields."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+from collage import aws
+from collage.aggregate import finish_run
+from collage.collage_task import failed_record
+
+from tests.support.s3_faults import S3Faults, fast_waits, moto_stack_buckets
+
+RUN = {
+    "id": "covers-0123456789",
+    "trigger": "s3",
+    "source_bucket": "hs-input",
+    "source_key": "csv-files/daily/covers.csv",
+    "csv_name": "covers",
+    "timestamp": "20250119T103000Z",
+    "output_prefix": "s3-trigger/csv-files/daily/covers/collages/",
+    "temp_prefix": "runs/covers-0123456789/",
+}
+SPLIT = {"rows": 5, "rows_rejected": 0, "row_warnings": 1, "creators": 3, "covers": 5}
+CONFIG = {"rows": 5, "cols": 7}
+REPORT = "s3-trigger/csv-files/daily/covers/collages/report_20250119T103000Z.json"
+ARCHIVED = "archive/daily/covers_20250119T103000Z.csv"
+FAILED = "failed/daily/covers_20250119T103000Z.csv"
+MAP_ERROR = {
+    "Error": "States.ExceedToleratedFailureThreshold",
+    "Cause": "The specified tolerated failure threshold was exceeded",
+}
+
+
+@pytest.fixture
+def buckets(monkeypatch) -> Iterator[dict[str, str]]:
+    with moto_stack_buckets(monkeypatch) as names:
+        aws.put_bytes(names["input"], RUN["source_key"], b"creator_name,cover_url\n", "text/csv")
+        temp = RUN["temp_prefix"]
+        expected = [["alice", "alice"], ["bob", "bob"], ["a/b", "a_b-1234abcd"]]
+        aws.put_json(names["temp"], f"{temp}expected.json", expected)
+        issue = {"line": 4, "severity": "warning", "creator": "x", "message": "duplicate"}
+        aws.put_json(names["temp"], f"{temp}row-issues.json", [issue])
+        yield names
+
+
+def record(creator: str, name: str, status: str, ok: int, failed: int = 0) -> dict:
+    base = failed_record(creator, name, "")
+    key = f"{RUN['output_prefix']}{name}_{RUN['timestamp']}.jpg"
+    return {
+        **base,
+        "status": status,
+        "error": None,
+        "collages": [key],
+        "covers": ok + failed,
+        "covers_ok": ok,
+        "covers_failed": failed,
+        "failures": [{"line": 3, "url": "https://x/1.jpg", "code": "http_status", "error": "404"}]
+        * failed,
+        "bytes_downloaded": 1000 * ok,
+    }
+
+
+def store(buckets: dict[str, str], *records: dict) -> None:
+    for item in records:
+        aws.put_json(buckets["temp"], f"{RUN['temp_prefix']}results/{item['name']}.json", item)
+
+
+def finish(buckets: dict[str, str], split=SPLIT, **kwargs) -> dict:
+    return finish_run(
+        RUN,
+        CONFIG,
+        split,
+        input_bucket=buckets["input"],
+        output_bucket=buckets["output"],
+        temp_bucket=buckets["temp"],
+        **kwargs,
+    )
+
+
+def test_missing_results_are_named_failed_with_the_reason(buckets):
+    store(buckets, record("alice", "alice", "ok", 3), record("bob", "bob", "partial", 1, 1))
+
+    summary = finish(buckets)
+
+    report = aws.get_json(buckets["output"], REPORT)
+    assert [(r["creator"], r["status"]) for r in report["creators"]] == [
+        ("alice", "ok"),
+        ("bob", "partial"),
+        ("a/b", "failed"),
+    ]
+    assert report["creators"][2]["error"] == "the collage task did not record a result"
+    assert report["creators"][2]["name"] == "a_b-1234abcd"
+    assert summary["status"] == report["status"] == "completed_with_failures"
+    assert summary["creators"] == {"total": 3, "succeeded": 1, "partial": 1, "failed": 1}
+    assert summary["covers"] == {"downloaded": 4, "failed": 1, "cut": 0, "bytes": 4000}
+    assert summary["collages"] == 2
+    assert summary["rows"] == {"used": 5, "rejected": 0, "warnings": 1}
+
+
+def test_a_successful_run_archives_the_csv_and_reports_every_field(buckets):
+    store(
+        buckets,
+        record("alice", "alice", "ok", 3),
+        record("bob", "bob", "ok", 1),
+        record("a/b", "a_b-1234abcd", "ok", 1),
+    )
+
+    summary = finish(buckets)
+
+    assert aws.list_keys(buckets["input"], "") == [ARCHIVED]
+    report = aws.get_json(buckets["output"], REPORT)
+    assert set(report) == {
+        "run_id",
+        "status",
+        "error",
+        "trigger",
+        "source",
+        "csv",
+        "timestamp",
+        "finished_at",
+        "config",
+        "totals",
+        "row_issues",
+        "creators",
+    }
+    assert report["run_id"] == RUN["id"] and report["status"] == "succeeded"
+    assert report["error"] is None and report["trigger"] == "s3"
+    assert report["source"] == "s3://hs-input/csv-files/daily/covers.csv"
+    assert report["csv"] == summary["csv"] == f"s3://hs-input/{ARCHIVED}"
+    assert report["config"] == CONFIG and report["timestamp"] == RUN["timestamp"]
+    assert report["row_issues"] == [
+        {"line": 4, "severity": "warning", "creator": "x", "message": "duplicate"}
+    ]
+    assert summary["report"] == f"s3://hs-output/{REPORT}"
+    assert summary["collages_at"] == f"s3://hs-output/{RUN['output_prefix']}"
+    assert aws.list_keys(buckets["output"], "") == [REPORT]  # nothing else, nowhere else
+
+
+def test_a_failed_map_moves_the_csv_to_failed_with_an_error_report(buckets):
+    store(buckets, record("alice", "alice", "ok", 3))
+
+    summary = finish(buckets, error=MAP_ERROR, failed_stage="map")
+
+    assert summary["status"] == "failed"
+    assert aws.list_keys(buckets["input"], "") == [
+        FAILED,
+        "failed/daily/covers_20250119T103000Z.error.json",
+    ]
+    reason = aws.get_json(buckets["input"], "failed/daily/covers_20250119T103000Z.error.json")
+    assert reason == {
+        "stage": "map",
+        "reason": "States.ExceedToleratedFailureThreshold: "
+        "The specified tolerated failure threshold was exceeded",
+    }
+    report = aws.get_json(buckets["output"], REPORT)
+    assert report["error"] == reason and report["csv"] == f"s3://hs-input/{FAILED}"
+    # Creators without a result carry the map's reason, not a generic one.
+    assert report["creators"][1]["error"] == reason["reason"]
+
+
+def test_the_handler_reports_a_split_error_with_the_lambda_error_message(buckets):
+    from collage.handlers.aggregate import handler
+    from collage.local.emulator import LambdaContext
+
+    cause = {"errorType": "CsvFileError", "errorMessage": "CSV file is empty", "stackTrace": []}
+    event = {
+        "run": RUN,
+        "config": CONFIG,
+        "split_error": {"Error": "CsvFileError", "Cause": json.dumps(cause)},
+    }
+
+    summary = handler(event, LambdaContext("aggregate", 60, 1024))
+
+    assert summary["status"] == "failed"
+    assert summary["error"] == {"stage": "split", "reason": "CsvFileError: CSV file is empty"}
+    assert summary["creators"]["total"] == 0  # the split never produced creators
+    assert FAILED in aws.list_keys(buckets["input"], "failed/")
+
+
+def test_a_retried_aggregate_keeps_the_archived_csv_and_rewrites_the_same_report(buckets):
+    store(buckets, record("alice", "alice", "ok", 3))
+    first = finish(buckets)
+    second = finish(buckets)  # the state machine's Retry after the CSV was already moved
+
+    assert aws.list_keys(buckets["input"], "") == [ARCHIVED]
+    assert second["report"] == first["report"] and second["csv"] == first["csv"]
+    assert aws.list_keys(buckets["output"], "") == [REPORT]
+
+
+def test_s3_throttling_while_reading_results_is_absorbed(buckets, monkeypatch):
+    store(buckets, record("alice", "alice", "ok", 3), record("bob", "bob", "ok", 1))
+    with fast_waits(monkeypatch) as waits, S3Faults() as s3:
+        fault = s3.add("GetObject", "/results/", times=4)
+        summary = finish(buckets)
+    assert fault.injected == 4 and len(waits.botocore_backoff) == 4
+    assert summary["creators"]["succeeded"] == 2 and summary["creators"]["failed"] == 1

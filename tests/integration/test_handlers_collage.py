@@ -1,0 +1,164 @@
+"""The collage task (one creator) on moto S3 with loopback covers: records, skips, failures."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from collage import aws
+from collage.collage_task import process_creator, result_key
+from collage.errors import TransientError
+from collage.local.cover_server import CoverServer
+from collage.local.covers import make_cover
+
+from tests.support.s3_faults import S3Faults, fast_waits, moto_stack_buckets
+
+TILE = (216, 384)
+RUN = {
+    "id": "covers-0123456789",
+    "trigger": "s3",
+    "source_bucket": "hs-input",
+    "source_key": "csv-files/covers.csv",
+    "csv_name": "covers",
+    "timestamp": "20250119T103000Z",
+    "output_prefix": "s3-trigger/csv-files/covers/collages/",
+    "temp_prefix": "runs/covers-0123456789/",
+}
+CONFIG = {"rows": 2, "cols": 2, "timeout": 2, "max_retries": 0}
+
+
+@pytest.fixture
+def buckets(monkeypatch) -> Iterator[dict[str, str]]:
+    with moto_stack_buckets(monkeypatch) as names:
+        yield names
+
+
+@pytest.fixture
+def server() -> Iterator[CoverServer]:
+    with CoverServer() as cover_server:
+        for n in range(3):
+            cover_server.add(f"/c/{n}.jpg", make_cover(n, TILE))
+        yield cover_server
+
+
+def item(server: CoverServer, creator: str = "alice", paths=("/c/0.jpg", "/c/1.jpg")) -> dict:
+    from collage.naming import safe_segment
+
+    urls = [server.url(p) for p in paths]
+    return {
+        "creator": creator,
+        "name": safe_segment(creator),
+        "urls": urls,
+        "lines": list(range(2, 2 + len(urls))),
+        "cut": 0,
+    }
+
+
+def render(buckets: dict[str, str], work: dict) -> dict:
+    return process_creator(
+        work,
+        RUN,
+        CONFIG,
+        output_bucket=buckets["output"],
+        temp_bucket=buckets["temp"],
+        allow_loopback=True,
+    )
+
+
+def output_keys(buckets: dict[str, str]) -> list[str]:
+    return sorted(aws.list_keys(buckets["output"], ""))
+
+
+def test_handler_stores_the_collage_and_the_result_record(buckets, server):
+    from collage.handlers.render import handler
+    from collage.local.emulator import LambdaContext
+
+    work = item(server, paths=("/c/0.jpg", "/c/missing.jpg"))
+    summary = handler({"run": RUN, "item": work, "config": CONFIG}, LambdaContext("r", 60, 1024))
+
+    assert summary == {"creator": "alice", "status": "partial", "collages": 1, "covers_failed": 1}
+    key = "s3-trigger/csv-files/covers/collages/alice_20250119T103000Z.jpg"
+    assert output_keys(buckets) == [key]
+    head = aws.client("s3").head_object(Bucket=buckets["output"], Key=key)
+    assert head["ContentType"] == "image/jpeg"
+    assert head["Metadata"] == {"run-id": RUN["id"], "creator": "alice"}
+    record = aws.get_json(buckets["temp"], result_key(RUN, "alice"))
+    assert record["collages"] == [key] and record["covers_ok"] == 1
+    assert record["failures"] == [
+        {
+            "line": 3,
+            "url": server.url("/c/missing.jpg"),
+            "code": "http_status",
+            "error": record["failures"][0]["error"],
+        }
+    ]
+
+
+def test_a_done_creator_is_skipped_on_a_rerun(buckets, server):
+    first = render(buckets, item(server))
+    key = first["collages"][0]
+    etag = aws.client("s3").head_object(Bucket=buckets["output"], Key=key)["ETag"]
+    hits = server.hits.copy()
+
+    again = render(buckets, item(server))
+
+    assert again["skipped"] is True and again["status"] == "ok"
+    assert server.hits == hits  # nothing downloaded again
+    assert output_keys(buckets) == [key]
+    assert aws.client("s3").head_object(Bucket=buckets["output"], Key=key)["ETag"] == etag
+
+
+def test_a_failed_creator_is_rendered_again_on_a_rerun(buckets, server):
+    work = item(server, paths=("/c/late.jpg",))
+    assert render(buckets, work)["status"] == "failed"
+    assert output_keys(buckets) == []
+    server.add("/c/late.jpg", make_cover(7, TILE))  # the cover is back
+
+    again = render(buckets, work)
+
+    assert again["status"] == "ok" and "skipped" not in again
+    assert server.hits["/c/late.jpg"] == 2 and len(output_keys(buckets)) == 1
+    assert aws.get_json(buckets["temp"], result_key(RUN, "alice"))["status"] == "ok"
+
+
+def test_an_unexpected_error_becomes_a_failure_record_not_a_crash(buckets, server):
+    work = {**item(server), "urls": None}  # a malformed map item
+
+    record = render(buckets, work)
+
+    assert record["status"] == "failed" and record["error"].startswith("TypeError: ")
+    assert aws.get_json(buckets["temp"], result_key(RUN, "alice")) == record
+    assert output_keys(buckets) == [] and server.hits.total() == 0
+
+
+def test_s3_5xx_past_botocore_retries_raises_transient_error(buckets, server, monkeypatch):
+    with fast_waits(monkeypatch) as waits, S3Faults() as s3:
+        s3.add("PutObject", "/collages/alice_", status=500, code="InternalError")
+        with pytest.raises(TransientError, match="InternalError"):
+            render(buckets, item(server))
+
+    assert s3.count("PutObject") == 1 + aws.MAX_ATTEMPTS
+    assert len(waits.botocore_backoff) == aws.MAX_ATTEMPTS
+    # No record: the state machine's retry must render this creator again, not skip it.
+    assert aws.get_json(buckets["temp"], result_key(RUN, "alice")) is None
+    assert output_keys(buckets) == []
+
+
+def test_s3_throttling_on_the_record_is_absorbed(buckets, server, monkeypatch):
+    with fast_waits(monkeypatch) as waits, S3Faults() as s3:
+        fault = s3.add("PutObject", "/results/alice.json", times=3)
+        record = render(buckets, item(server))
+
+    assert fault.injected == 3 and len(waits.botocore_backoff) == 3
+    assert record["status"] == "ok"
+    assert aws.get_json(buckets["temp"], result_key(RUN, "alice"))["status"] == "ok"
+
+
+def test_s3_access_denied_is_recorded_not_retried(buckets, server, monkeypatch):
+    with fast_waits(monkeypatch) as waits, S3Faults() as s3:
+        s3.add("PutObject", "/collages/", status=403, code="AccessDenied")
+        record = render(buckets, item(server))
+
+    assert s3.count("PutObject", "/collages/") == 1 and waits.botocore_backoff == []
+    assert record["status"] == "failed" and "AccessDenied" in record["error"]
+    assert aws.get_json(buckets["temp"], result_key(RUN, "alice"))["status"] == "failed"

@@ -1,0 +1,144 @@
+"""The split step on moto S3: map items, expected creators, row issues, and its errors."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+from collage import aws
+from collage.csv_input import CsvFileError
+from collage.errors import TransientError
+from collage.split_task import split_run
+
+from tests.support.s3_faults import S3Faults, fast_waits, moto_stack_buckets
+
+CONFIG = {"max_images_per_creator": 2}
+
+
+@pytest.fixture
+def buckets(monkeypatch) -> Iterator[dict[str, str]]:
+    with moto_stack_buckets(monkeypatch) as names:
+        yield names
+
+
+def run_for(key: str) -> dict:
+    return {
+        "id": "covers-0123456789",
+        "trigger": "s3",
+        "source_bucket": "hs-input",
+        "source_key": key,
+        "csv_name": "covers",
+        "timestamp": "20250119T103000Z",
+        "output_prefix": "s3-trigger/csv-files/covers/collages/",
+        "temp_prefix": "runs/covers-0123456789/",
+    }
+
+
+def put_csv(buckets: dict[str, str], text: str, key: str = "csv-files/covers.csv") -> dict:
+    aws.put_bytes(buckets["input"], key, text.encode(), "text/csv")
+    return run_for(key)
+
+
+CSV = (
+    "creator_name,cover_url,updated_at\n"
+    "alice,https://cdn.example/a1.jpg,2025-01-01\n"  # 2
+    "a/b,https://cdn.example/b1.jpg,\n"  # 3
+    "alice,https://cdn.example/a2.jpg,2025-03-01\n"  # 4: newest, first tile
+    "carol,ftp://cdn.example/c.jpg,2025-01-01\n"  # 5: rejected
+    "alice,https://cdn.example/a3.jpg,2025-02-01\n"  # 6: cut (limit 2)
+    "alice,https://cdn.example/a1.jpg,2025-01-01\n"  # 7: duplicate of 2
+)
+
+
+def test_items_expected_and_row_issues_are_written(buckets):
+    from collage.naming import safe_segment
+
+    run = put_csv(buckets, CSV)
+    summary = split_run(run, CONFIG, temp_bucket=buckets["temp"])
+
+    assert summary == {
+        "items_key": "runs/covers-0123456789/items.json",
+        "rows": 4,
+        "rows_rejected": 1,
+        "row_warnings": 1,
+        "creators": 2,
+        "covers": 3,
+        "covers_cut": 1,
+    }
+    items = aws.get_json(buckets["temp"], summary["items_key"])
+    assert items == [
+        {
+            "creator": "alice",
+            "name": "alice",
+            "urls": ["https://cdn.example/a2.jpg", "https://cdn.example/a3.jpg"],
+            "lines": [4, 6],
+            "cut": 1,
+        },
+        {
+            "creator": "a/b",
+            "name": safe_segment("a/b"),
+            "urls": ["https://cdn.example/b1.jpg"],
+            "lines": [3],
+            "cut": 0,
+        },
+    ]
+    expected = aws.get_json(buckets["temp"], "runs/covers-0123456789/expected.json")
+    assert expected == [["alice", "alice"], ["a/b", safe_segment("a/b")]]
+    issues = aws.get_json(buckets["temp"], "runs/covers-0123456789/row-issues.json")
+    assert [(i["line"], i["severity"]) for i in issues] == [(5, "error"), (7, "warning")]
+    assert "scheme" in issues[0]["message"] and "line 2" in issues[1]["message"]
+    assert aws.list_keys(buckets["input"], "") == ["csv-files/covers.csv"]  # left in place
+
+
+def test_handler_returns_every_field_the_state_machine_selects(buckets):
+    from collage.handlers.split import handler
+    from collage.local.emulator import LambdaContext, project_root
+
+    definition = json.loads((project_root() / "statemachine/collage_workflow.asl.json").read_text())
+    selector = definition["States"]["SplitByCreator"]["ResultSelector"]
+    run = put_csv(buckets, CSV)
+
+    payload = handler({"run": run, "config": CONFIG}, LambdaContext("split", 60, 1024))
+
+    selected = {field.removesuffix(".$") for field in selector}
+    assert selected <= set(payload)
+    assert all(isinstance(payload[field], int) for field in selected - {"items_key"})
+
+
+def test_a_missing_csv_is_a_csv_file_error(buckets):
+    with pytest.raises(CsvFileError, match=r"CSV not found: s3://hs-input/csv-files/gone\.csv"):
+        split_run(run_for("csv-files/gone.csv"), CONFIG, temp_bucket=buckets["temp"])
+    assert aws.list_keys(buckets["temp"], "") == []
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("", "CSV file is empty"),
+        ("creator_name,cover_url,updated_at\n\n\n", "no data rows"),
+        ("name,url\nalice,https://cdn.example/a.jpg\n", "missing creator_name, cover_url"),
+    ],
+)
+def test_unusable_files_are_csv_file_errors(buckets, text, reason):
+    with pytest.raises(CsvFileError, match=reason):
+        split_run(put_csv(buckets, text), CONFIG, temp_bucket=buckets["temp"])
+    assert aws.list_keys(buckets["temp"], "") == []  # no items for the map to read
+
+
+def test_s3_5xx_past_retries_is_a_transient_error(buckets, monkeypatch):
+    run = put_csv(buckets, CSV)
+    with fast_waits(monkeypatch), S3Faults() as s3:
+        s3.add("GetObject", "csv-files/covers.csv", status=503, code="ServiceUnavailable")
+        with pytest.raises(TransientError, match="ServiceUnavailable"):
+            split_run(run, CONFIG, temp_bucket=buckets["temp"])
+    assert s3.count("GetObject") == 1 + aws.MAX_ATTEMPTS
+
+
+def test_s3_throttling_on_the_items_upload_is_absorbed(buckets, monkeypatch):
+    run = put_csv(buckets, CSV)
+    with fast_waits(monkeypatch) as waits, S3Faults() as s3:
+        fault = s3.add("PutObject", "/items.json", times=2)
+        summary = split_run(run, CONFIG, temp_bucket=buckets["temp"])
+    assert fault.injected == 2 and len(waits.botocore_backoff) == 2
+    assert len(aws.get_json(buckets["temp"], summary["items_key"])) == 2

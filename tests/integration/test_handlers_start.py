@@ -1,0 +1,135 @@
+"""The starters on moto: S3 upload events and SQS batches (partial batch responses)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+from collage import aws
+from collage.local.emulator import LambdaContext, s3_object_created_event, sqs_record
+
+from tests.support.s3_faults import moto_stack_buckets
+
+pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")
+
+QUEUE_ARN = "arn:aws:sqs:us-east-1:123456789012:collage-queue"
+CSV = "creator_name,cover_url,updated_at\nalice,https://cdn.example/a.jpg,2025-01-01\n"
+
+
+@pytest.fixture
+def machine(monkeypatch) -> Iterator[dict[str, str]]:
+    """Buckets plus a state machine that records its executions (nothing runs)."""
+    with moto_stack_buckets(monkeypatch) as names:
+        arn = aws.client("stepfunctions").create_state_machine(
+            name="collage-test",
+            definition=json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}}),
+            roleArn="arn:aws:iam::123456789012:role/collage-test",
+        )["stateMachineArn"]
+        monkeypatch.setenv("STATE_MACHINE_ARN", arn)
+        yield {**names, "arn": arn}
+
+
+def executions(machine: dict[str, str]) -> list[dict]:
+    sfn = aws.client("stepfunctions")
+    listed = sfn.list_executions(stateMachineArn=machine["arn"])["executions"]
+    return [sfn.describe_execution(executionArn=e["executionArn"]) for e in listed]
+
+
+def message(message_id: str, body: object, sent_ms: int = 1737282600000) -> dict:
+    text = body if isinstance(body, str) else json.dumps(body)
+    received = {
+        "MessageId": message_id,
+        "ReceiptHandle": f"handle-{message_id}",
+        "Body": text,
+        "Attributes": {"SentTimestamp": str(sent_ms), "ApproximateReceiveCount": "1"},
+    }
+    return sqs_record(received, QUEUE_ARN)
+
+
+def good_body(**overrides: object) -> dict:
+    body = {
+        "processing_type": "csv_data",
+        "csv_data": CSV,
+        "processing_config": {"rows": 2, "cols": 2},
+        "output_prefix": "manual-batch/",
+    }
+    body.update(overrides)
+    return body
+
+
+def sqs_handler(records: list[dict]) -> dict:
+    from collage.handlers.start_from_sqs import handler
+
+    return handler({"Records": records}, LambdaContext("start-sqs", 30, 256))
+
+
+def test_bad_messages_are_reported_alone_and_the_good_ones_start(machine, caplog):
+    records = [
+        message("m-good-1", good_body()),
+        message("m-json", "{not json"),
+        message("m-rows", good_body(processing_config={"rows": 0})),
+        message("m-good-2", good_body(output_prefix="other/")),
+        message("m-type", good_body(processing_type="video")),
+    ]
+
+    response = sqs_handler(records)
+
+    assert response == {
+        "batchItemFailures": [
+            {"itemIdentifier": "m-json"},
+            {"itemIdentifier": "m-rows"},
+            {"itemIdentifier": "m-type"},
+        ]
+    }
+    started = executions(machine)
+    assert len(started) == 2
+    inputs = sorted(json.loads(e["input"])["run"]["output_prefix"] for e in started)
+    assert inputs == ["sqs-trigger/manual-batch/collages/", "sqs-trigger/other/collages/"]
+    kept = aws.list_keys(machine["input"], "sqs-inbox/")
+    assert len(kept) == 2
+    assert all(
+        aws.client("s3").get_object(Bucket=machine["input"], Key=k)["Body"].read() == CSV.encode()
+        for k in kept
+    )
+    refused = [r for r in caplog.records if r.getMessage() == "message refused"]
+    reasons = {r.message_id: r.reason for r in refused}
+    assert set(reasons) == {"m-json", "m-rows", "m-type"}
+    assert "not valid JSON" in reasons["m-json"]
+    assert "rows must be between 1 and 20" in reasons["m-rows"]
+    assert "unknown processing_type 'video'" in reasons["m-type"]
+
+
+def test_an_all_good_batch_reports_no_failures_and_a_redelivery_starts_nothing(machine):
+    records = [message("m-1", good_body()), message("m-2", good_body())]
+    assert sqs_handler(records) == {"batchItemFailures": []}
+    assert sqs_handler(records) == {"batchItemFailures": []}  # redelivered: same names
+    assert len(executions(machine)) == 2
+
+
+def test_an_oversized_body_is_refused(machine):
+    huge = good_body(csv_data=CSV + "x" * (1024 * 1024))
+    response = sqs_handler([message("m-huge", huge), message("m-ok", good_body())])
+    assert response == {"batchItemFailures": [{"itemIdentifier": "m-huge"}]}
+    assert len(executions(machine)) == 1
+    assert len(aws.list_keys(machine["input"], "sqs-inbox/")) == 1  # nothing kept for it
+
+
+def test_s3_upload_event_starts_one_named_run_and_ignores_other_objects(machine):
+    from collage.handlers.start_from_s3 import handler
+
+    context = LambdaContext("start-s3", 30, 256)
+    event = s3_object_created_event(machine["input"], "csv-files/daily/covers.csv", 10, "e1")
+    first = handler(event, context)
+    again = handler(json.loads(json.dumps(event)), context)
+    ignored = handler(s3_object_created_event(machine["input"], "csv-files/x.txt", 1, "e"), context)
+
+    # Redelivered while the first is still running: AWS (and moto) return the same execution.
+    assert first["started"] is True and again["executionArn"] == first["executionArn"]
+    assert ignored == {"started": False, "ignored": "csv-files/x.txt"}
+    (execution,) = executions(machine)
+    document = json.loads(execution["input"])
+    assert document["run"]["source_key"] == "csv-files/daily/covers.csv"
+    assert document["run"]["output_prefix"] == "s3-trigger/csv-files/daily/covers/collages/"
+    assert document["map"] == {"max_concurrency": 40, "tolerated_failure_percentage": 25.0}
+    assert set(document["config"]) >= {"rows", "cols", "quality", "timeout", "max_retries"}
