@@ -163,7 +163,9 @@ def _guarded_new_conn(conn: HTTPConnection, guard: AddressGuard) -> socket.socke
     raise NewConnectionError(conn, f"failed to connect: {last_error}") from last_error
 
 
-class _GuardedHTTPConnection(HTTPConnection):
+class _Guarded:
+    """Mixed into urllib3's connections: every new socket goes through the address guard."""
+
     def __init__(self, *args, guard: AddressGuard, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._guard = guard
@@ -176,18 +178,12 @@ class _GuardedHTTPConnection(HTTPConnection):
         super().request(*args, **kwargs)
 
 
-class _GuardedHTTPSConnection(HTTPSConnection):
-    # The socket goes to the vetted IP; TLS still sends SNI and verifies for `self.host`.
-    def __init__(self, *args, guard: AddressGuard, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self._guard = guard
+class _GuardedHTTPConnection(_Guarded, HTTPConnection):
+    pass
 
-    def _new_conn(self) -> socket.socket:
-        return _guarded_new_conn(self, self._guard)
 
-    def request(self, *args, **kwargs) -> None:
-        _watch_socket(self.sock)  # a reused connection: the watch must cut this one
-        super().request(*args, **kwargs)
+class _GuardedHTTPSConnection(_Guarded, HTTPSConnection):
+    """The socket goes to the vetted IP; TLS still sends SNI and verifies for `self.host`."""
 
 
 class _GuardedHTTPPool(HTTPConnectionPool):
