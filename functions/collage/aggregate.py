@@ -17,16 +17,10 @@ from typing import Any
 
 from collage import aws
 from collage.collage_task import failed_record
-from collage.runs import ARCHIVE_PREFIX, CSV_PREFIX, FAILED_PREFIX
+from collage.errors import TransientError, is_transient
+from collage.runs import ARCHIVE_PREFIX, FAILED_PREFIX, parked_key
 
 READ_WORKERS = 32  # result records are small: many in flight keeps a 50k-creator run quick
-
-
-def parked_key(prefix: str, source_key: str, timestamp: str) -> str:
-    """Where a run's CSV is kept: `archive/daily/covers_20250119T103000Z.csv` (or `failed/...`)."""
-    relative = source_key.removeprefix(CSV_PREFIX)
-    stem = relative[:-4] if relative.lower().endswith(".csv") else relative
-    return f"{prefix}{stem}_{timestamp}.csv"
 
 
 def report_key(run: Mapping[str, Any]) -> str:
@@ -101,7 +95,28 @@ def finish_run(
 
     `error` is the state machine's error for a stage that failed as a whole (`failed_stage`:
     "split" or "map"); without it the run succeeded, whatever some creators did.
+    Raises TransientError when S3 is failing (the state machine retries the step).
     """
+    try:
+        return _finish_run(
+            run, config, split, input_bucket, output_bucket, temp_bucket, error, failed_stage
+        )
+    except Exception as failure:
+        if is_transient(failure):
+            raise TransientError(f"{type(failure).__name__}: {failure}") from failure
+        raise
+
+
+def _finish_run(
+    run: Mapping[str, Any],
+    config: Mapping[str, Any],
+    split: Mapping[str, Any] | None,
+    input_bucket: str,
+    output_bucket: str,
+    temp_bucket: str,
+    error: Mapping[str, Any] | None,
+    failed_stage: str | None,
+) -> dict[str, Any]:
     reason = describe_error(error)
     records = (
         collect_results(temp_bucket, run, reason or "the collage task did not record a result")
@@ -111,7 +126,12 @@ def finish_run(
     row_issues = aws.get_json(temp_bucket, f"{run['temp_prefix']}row-issues.json") or []
     status = "failed" if error else "succeeded"
     run_totals = totals(records, split or {})
-    if status == "succeeded" and run_totals["creators"]["failed"] + run_totals["covers"]["failed"]:
+    problems = (
+        run_totals["creators"]["failed"]
+        + run_totals["covers"]["failed"]
+        + run_totals["rows"]["rejected"]  # every rejected row is a cover that is not there
+    )
+    if status == "succeeded" and problems:
         status = "completed_with_failures"
 
     park_prefix = FAILED_PREFIX if error else ARCHIVE_PREFIX

@@ -11,7 +11,7 @@ import json
 from functools import cache
 from typing import IO, Any
 
-MAX_ATTEMPTS = 8
+TOTAL_ATTEMPTS = 9  # one call and up to 8 retries
 
 
 @cache
@@ -19,7 +19,7 @@ def client(service: str) -> Any:
     import boto3
     from botocore.config import Config
 
-    config = Config(retries={"max_attempts": MAX_ATTEMPTS, "mode": "adaptive"})
+    config = Config(retries={"total_max_attempts": TOTAL_ATTEMPTS, "mode": "adaptive"})
     return boto3.client(service, config=config)
 
 

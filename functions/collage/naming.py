@@ -12,6 +12,8 @@ import unicodedata
 from datetime import UTC, datetime
 
 MAX_SAFE_NAME = 100  # characters of the readable part of a key segment
+# The tail safe_segment gives a changed name; a name that already ends like it gets one too.
+_HASH_TAIL = re.compile(r"-[0-9a-f]{8}$")
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f/\\:*?\"<>|#%{}^~`\[\]]+")
 _SEPARATORS = re.compile(r"[\s_]+")
 # Execution names: 1-80 chars, no whitespace nor <>{}[]?*"#%\^|~`$&,;:/ and no control characters.
@@ -35,7 +37,7 @@ def safe_segment(name: str) -> str:
     cleaned = _UNSAFE.sub("_", text)
     cleaned = _SEPARATORS.sub("_", cleaned).strip("._-")
     cleaned = re.sub(r"\.{2,}", "_", cleaned)[:MAX_SAFE_NAME].rstrip("._-")
-    if cleaned == name and cleaned:
+    if cleaned == name and cleaned and not _HASH_TAIL.search(name):
         return cleaned
     return f"{cleaned or 'creator'}-{short_hash(name)}"
 

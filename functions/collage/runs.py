@@ -25,6 +25,13 @@ RUNS_PREFIX = "runs/"  # the temp bucket's per-run working area
 MAX_MESSAGE_CSV_BYTES = 1024 * 1024  # SQS's own ceiling for a message body is 1 MiB
 
 
+def parked_key(prefix: str, source_key: str, timestamp: str) -> str:
+    """Where a run's CSV is kept: `archive/daily/covers_20250119T103000Z.csv` (or `failed/...`)."""
+    relative = source_key.removeprefix(CSV_PREFIX)
+    stem = relative[:-4] if relative.lower().endswith(".csv") else relative
+    return f"{prefix}{stem}_{timestamp}.csv"
+
+
 class MessageError(ValueError):
     """An SQS message that can never start a run (it goes to the DLQ after the receive limit)."""
 

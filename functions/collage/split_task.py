@@ -17,6 +17,7 @@ from collage import aws
 from collage.config import config_from_dict
 from collage.csv_input import CsvFileError
 from collage.errors import TransientError, is_transient
+from collage.runs import ARCHIVE_PREFIX, FAILED_PREFIX, parked_key
 from collage.split import split_csv
 
 
@@ -46,11 +47,27 @@ def split_run(
         raise
 
 
+def _open_csv(run: Mapping[str, Any]) -> Any:
+    """The run's CSV, or the copy an earlier execution of this run parked (a restarted run)."""
+    from botocore.exceptions import ClientError
+
+    source = run["source_key"]
+    parked = [parked_key(p, source, run["timestamp"]) for p in (ARCHIVE_PREFIX, FAILED_PREFIX)]
+    for key in (source, *parked):
+        try:
+            return aws.open_object(run["source_bucket"], key)
+        except ClientError as error:
+            missing = error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404")
+            if not missing or key == parked[-1]:
+                raise
+    raise AssertionError("unreachable")
+
+
 def _split(run: Mapping[str, Any], config: Mapping[str, Any], temp_bucket: str) -> dict[str, Any]:
     settings = config_from_dict(config)
     prefix = run["temp_prefix"]
     items_key = f"{prefix}items.json"
-    body = aws.open_object(run["source_bucket"], run["source_key"])
+    body = _open_csv(run)
     # The items can be hundreds of MB for a month's CSV: spool them to /tmp, then upload in parts.
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as spool:
         try:

@@ -132,7 +132,7 @@ def test_s3_5xx_past_retries_is_a_transient_error(buckets, monkeypatch):
         s3.add("GetObject", "csv-files/covers.csv", status=503, code="ServiceUnavailable")
         with pytest.raises(TransientError, match="ServiceUnavailable"):
             split_run(run, CONFIG, temp_bucket=buckets["temp"])
-    assert s3.count("GetObject") == 1 + aws.MAX_ATTEMPTS
+    assert s3.count("GetObject") == aws.TOTAL_ATTEMPTS
 
 
 def test_s3_throttling_on_the_items_upload_is_absorbed(buckets, monkeypatch):

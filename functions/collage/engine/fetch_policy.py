@@ -50,8 +50,9 @@ class FetchPolicy:
         return cls(
             connect_timeout=min(5.0, config.timeout),
             read_timeout=config.timeout,
-            # Room for the retries the config asks for, never less than the default minute.
-            total_timeout=max(60.0, 2 * config.timeout),
+            # `timeout` bounds one cover's download ("Seconds allowed for one cover download"):
+            # all its attempts share 2 x timeout, so a server dripping bytes is cut within it.
+            total_timeout=2 * config.timeout,
             max_retries=config.max_retries,
             max_bytes=config.max_image_bytes,
             allow_loopback=allow_loopback,

@@ -22,13 +22,15 @@ from collage.handlers._runtime import logger, metrics, settings, tracer
 from collage.runs import run_from_message
 from collage.starter import map_settings_from_env, start_run
 
-processor = BatchProcessor(event_type=EventType.SQS)
+# A batch whose every message is refused is still a normal response (all in batchItemFailures),
+# not a Lambda error: bad messages reach the DLQ either way and must not page anyone twice.
+processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 
 @tracer.capture_method
 def start_one(record: SQSRecord) -> dict[str, Any]:
     env = settings()
-    sent_ms = int(record.attributes.sent_timestamp or 0)
+    sent_ms = int(record.raw_event.get("attributes", {}).get("SentTimestamp") or 0)
     sent_at = datetime.fromtimestamp(sent_ms / 1000, UTC) if sent_ms else datetime.now(UTC)
     try:
         request = run_from_message(
