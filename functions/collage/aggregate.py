@@ -41,19 +41,50 @@ def describe_error(error: Mapping[str, Any] | None) -> str | None:
     return f"{error.get('Error', 'Error')}: {cause}".strip().rstrip(":")
 
 
+def map_failures(map_result: Mapping[str, Any] | None) -> dict[str, str]:
+    """Why map children failed, by creator key, from the Distributed Map's ResultWriter files.
+
+    On AWS the manifest lists FAILED_n.json files, each an array of failed children with their
+    `Input` (a JSON string), `Error` and `Cause`. The local emulator writes no such files.
+    """
+    details = (map_result or {}).get("ResultWriterDetails") or {}
+    if not details.get("Bucket") or not details.get("Key"):
+        return {}
+    manifest = aws.get_json(details["Bucket"], details["Key"]) or {}
+    bucket = manifest.get("DestinationBucket") or details["Bucket"]
+    reasons: dict[str, str] = {}
+    for result_file in (manifest.get("ResultFiles") or {}).get("FAILED") or []:
+        for child in aws.get_json(bucket, result_file["Key"]) or []:
+            try:
+                name = json.loads(child.get("Input") or "{}")["item"]["name"]
+            except (TypeError, ValueError, KeyError):
+                continue
+            reasons[name] = describe_error(
+                {"Error": child.get("Error"), "Cause": child.get("Cause")}
+            )
+    return reasons
+
+
 def collect_results(
-    temp_bucket: str, run: Mapping[str, Any], missing_reason: str
+    temp_bucket: str,
+    run: Mapping[str, Any],
+    missing_reason: str,
+    map_result: Mapping[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
-    """One record per expected creator, in CSV order."""
+    """One record per expected creator, in CSV order; a creator without a result record is
+    failed with the reason its map child failed (when known) or `missing_reason`."""
     expected = aws.get_json(temp_bucket, f"{run['temp_prefix']}expected.json") or []
 
-    def load(entry: list[str]) -> dict[str, Any]:
-        creator, name = entry
-        record = aws.get_json(temp_bucket, f"{run['temp_prefix']}results/{name}.json")
-        return record or failed_record(creator, name, missing_reason)
+    def load(entry: list[str]) -> dict[str, Any] | None:
+        return aws.get_json(temp_bucket, f"{run['temp_prefix']}results/{entry[1]}.json")
 
     with ThreadPoolExecutor(READ_WORKERS) as pool:
-        return list(pool.map(load, expected))
+        records = list(pool.map(load, expected))
+    reasons = map_failures(map_result) if None in records else {}
+    return [
+        record or failed_record(creator, name, reasons.get(name, missing_reason))
+        for (creator, name), record in zip(expected, records, strict=True)
+    ]
 
 
 def totals(records: list[Mapping[str, Any]], split: Mapping[str, Any]) -> dict[str, Any]:
@@ -90,6 +121,7 @@ def finish_run(
     temp_bucket: str,
     error: Mapping[str, Any] | None = None,
     failed_stage: str | None = None,
+    map_result: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Write the report, park the CSV, and return the concise run summary (the execution output).
 
@@ -99,7 +131,15 @@ def finish_run(
     """
     try:
         return _finish_run(
-            run, config, split, input_bucket, output_bucket, temp_bucket, error, failed_stage
+            run,
+            config,
+            split,
+            input_bucket,
+            output_bucket,
+            temp_bucket,
+            error,
+            failed_stage,
+            map_result,
         )
     except Exception as failure:
         if is_transient(failure):
@@ -116,10 +156,13 @@ def _finish_run(
     temp_bucket: str,
     error: Mapping[str, Any] | None,
     failed_stage: str | None,
+    map_result: Mapping[str, Any] | None,
 ) -> dict[str, Any]:
     reason = describe_error(error)
     records = (
-        collect_results(temp_bucket, run, reason or "the collage task did not record a result")
+        collect_results(
+            temp_bucket, run, reason or "the collage task did not record a result", map_result
+        )
         if split
         else []
     )

@@ -196,3 +196,36 @@ def test_s3_throttling_while_reading_results_is_absorbed(buckets, monkeypatch):
         summary = finish(buckets)
     assert fault.injected == 4 and len(waits.botocore_backoff) == 4
     assert summary["creators"]["succeeded"] == 2 and summary["creators"]["failed"] == 1
+
+
+def test_a_crashed_child_is_named_with_the_error_from_the_map_result_files(buckets):
+    """On AWS the ResultWriter lists failed children (Input, Error, Cause) in FAILED_n.json."""
+    store(buckets, record("alice", "alice", "ok", 3), record("bob", "bob", "ok", 1))
+    prefix = "map-results/0123/"
+    child_input = {"run": RUN, "config": CONFIG, "item": {"creator": "a/b", "name": "a_b-1234abcd"}}
+    failed_children = [
+        {
+            "ExecutionArn": "arn:aws:states:us-east-1:123456789012:express:x:Creators:1",
+            "Input": json.dumps(child_input),
+            "Error": "TransientError",
+            "Cause": json.dumps({"errorMessage": "SlowDown: please reduce your request rate"}),
+            "Status": "FAILED",
+        }
+    ]
+    aws.put_json(buckets["temp"], f"{prefix}FAILED_0.json", failed_children)
+    manifest = {
+        "DestinationBucket": buckets["temp"],
+        "MapRunArn": "arn:aws:states:us-east-1:123456789012:mapRun:x/Creators:0123",
+        "ResultFiles": {"FAILED": [{"Key": f"{prefix}FAILED_0.json", "Size": 1}], "SUCCEEDED": []},
+    }
+    aws.put_json(buckets["temp"], f"{prefix}manifest.json", manifest)
+    map_result = {
+        "ResultWriterDetails": {"Bucket": buckets["temp"], "Key": f"{prefix}manifest.json"}
+    }
+
+    finish(buckets, map_result=map_result)
+
+    report = aws.get_json(buckets["output"], REPORT)
+    crashed = report["creators"][2]
+    assert (crashed["creator"], crashed["status"]) == ("a/b", "failed")
+    assert crashed["error"] == "TransientError: SlowDown: please reduce your request rate"

@@ -12,7 +12,9 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 # for its JSON summary.
 logger = Logger(logger_handler=__import__("logging").StreamHandler(sys.stderr))
 tracer = Tracer()
-metrics = Metrics()  # namespace and service from POWERTOOLS_METRICS_NAMESPACE / _SERVICE_NAME
+# The template sets POWERTOOLS_METRICS_NAMESPACE; the default keeps a handler imported without
+# it (a test, a local run) from failing every later flush with "Must contain a metric namespace".
+metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "TikTokCoverCollage")
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         temp_bucket=env.temp_bucket,
         error=error,
         failed_stage=stage,
+        map_result=event.get("map_result"),
     )
     metrics.add_metric(
         name="RunsFailed", unit=MetricUnit.Count, value=int(summary["status"] == "failed")

@@ -92,7 +92,8 @@ class LocalStack:
         from samcli.yamlhelper import yaml_parse
 
         self.template = yaml_parse((self.root / "template.yaml").read_text())
-        sys.setrecursionlimit(max(sys.getrecursionlimit(), 200_000))
+        self._saved_recursion_limit = sys.getrecursionlimit()
+        sys.setrecursionlimit(max(self._saved_recursion_limit, 200_000))
         threading.stack_size(512 * 1024 * 1024)  # virtual; only touched pages are used
         self._set_env(
             {
@@ -135,6 +136,7 @@ class LocalStack:
         if self._mock is not None:
             self._mock.stop()
         threading.stack_size(0)
+        sys.setrecursionlimit(self._saved_recursion_limit)
         for key, value in self._saved_env.items():
             if value is None:
                 os.environ.pop(key, None)
