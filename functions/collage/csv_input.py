@@ -4,12 +4,15 @@ The file is decoded as UTF-8 (a BOM is fine), rows may use CRLF and quoted field
 or newlines, columns may come in any order and extra columns are ignored; `updated_at` is
 optional. A bad row becomes a `RowIssue` naming its line and the rest goes on; a bad file
 (empty, no header, a required column missing, no data rows) raises `CsvFileError`.
+
+Parsing is the csv module's (default dialect), made fast for the common case: lines without a
+double quote are split with `str.split` (same fields, a fraction of the cost), lines with one go
+through one persistent `csv.reader`. Line numbers count physical lines as `csv.reader.line_num`.
 """
 
 from __future__ import annotations
 
 import csv
-import io
 import unicodedata
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -26,6 +29,8 @@ MAX_CREATOR_NAME_LENGTH = 512
 # module error) while a runaway unclosed quote still cannot eat the whole file into memory.
 FIELD_SIZE_LIMIT = 64 * 1024
 csv.field_size_limit(FIELD_SIZE_LIMIT)
+CHUNK_BYTES = 1 << 20  # bytes read at a time (then cut after the last newline)
+_NOT_SPACE_OR_CONTROL = bytes(range(33, 128))
 
 
 class CsvFileError(ValueError):
@@ -57,8 +62,76 @@ class RowIssue:
         }
 
 
-def parse_timestamp(text: str) -> float | None:
-    """ISO 8601 date or date-time (naive means UTC) to epoch seconds; None if unparseable."""
+@dataclass(frozen=True, slots=True)
+class CsvLayout:
+    """Where the columns are, from the header."""
+
+    creator_at: int
+    url_at: int
+    updated_at: int | None
+
+    @property
+    def needed(self) -> int:
+        """Fields a record needs (updated_at may be missing from short records)."""
+        return max(self.creator_at, self.url_at) + 1
+
+
+class Block:
+    """Consecutive CSV records: either uniform columns or a list of records.
+
+    A quote-free run of lines whose records all have the same number of fields is kept as one
+    flat list (`fields`: each record's fields then a "\\n" marker, `stride` = width + 1), so
+    a column is a slice; other records come as lists of fields. `quoted` marks a record parsed
+    by csv.reader (its fields may hold newlines).
+    """
+
+    __slots__ = ("count", "fields", "first", "lines", "quoted", "rows", "stride")
+
+    def __init__(
+        self,
+        first: int,
+        count: int,
+        *,
+        fields: list[str] | None = None,
+        stride: int = 0,
+        rows: list[list[str]] | None = None,
+        lines: list[int] | None = None,
+        quoted: bool = False,
+    ) -> None:
+        self.first = first
+        self.count = count
+        self.fields = fields
+        self.stride = stride
+        self.rows = rows
+        self.lines = lines
+        self.quoted = quoted
+
+    @property
+    def width(self) -> int:
+        """Fields per record of a uniform block, 0 otherwise."""
+        return self.stride - 1 if self.fields is not None else 0
+
+    def column(self, index: int) -> list[str]:
+        """One column of a uniform block."""
+        assert self.fields is not None
+        return self.fields[index :: self.stride]
+
+    def records(self) -> list[list[str]]:
+        if self.rows is not None:
+            return self.rows
+        assert self.fields is not None
+        fields, stride = self.fields, self.stride
+        rows = [fields[at : at + stride - 1] for at in range(0, self.count * stride, stride)]
+        if stride == 2:  # one field a line: csv.reader makes an empty line []
+            rows = [row if row[0] else [] for row in rows]
+        return rows
+
+    def line_numbers(self) -> range | list[int]:
+        return self.lines if self.lines is not None else range(self.first, self.first + self.count)
+
+
+def parse_moment(text: str) -> datetime | None:
+    """ISO 8601 date or date-time (naive means UTC) as an aware datetime; None if unparseable."""
     text = text.strip()
     if not text:
         return None
@@ -68,7 +141,13 @@ def parse_timestamp(text: str) -> float | None:
         return None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
+    return moment
+
+
+def parse_timestamp(text: str) -> float | None:
+    """ISO 8601 date or date-time (naive means UTC) to epoch seconds; None if unparseable."""
+    moment = parse_moment(text)
+    return None if moment is None else moment.timestamp()
 
 
 def normalise_creator(name: str) -> str:
@@ -82,7 +161,11 @@ def check_url(url: str) -> str | None:
         return "missing cover_url"
     if len(url) > MAX_URL_LENGTH:
         return f"cover_url longer than {MAX_URL_LENGTH} characters"
-    if any(ch.isspace() or ord(ch) < 32 for ch in url):
+    if (
+        url.encode().translate(None, _NOT_SPACE_OR_CONTROL)
+        if url.isascii()  # ASCII whitespace is space or a control character: bytes are faster
+        else any(ch.isspace() or ord(ch) < 32 for ch in url)
+    ):
         return "cover_url contains whitespace or control characters"
     try:
         parts = urlsplit(url)
@@ -96,12 +179,7 @@ def check_url(url: str) -> str | None:
     return None
 
 
-def _text_stream(raw: IO[bytes]) -> IO[str]:
-    # 'replace' keeps going past invalid bytes; rows that contain U+FFFD are then reported.
-    return io.TextIOWrapper(raw, encoding="utf-8-sig", errors="replace", newline="")
-
-
-def _header_index(header: list[str]) -> dict[str, int]:
+def _layout(header: list[str]) -> CsvLayout:
     names = [unicodedata.normalize("NFC", h).strip().lower() for h in header]
     index: dict[str, int] = {}
     for position, name in enumerate(names):
@@ -113,7 +191,147 @@ def _header_index(header: list[str]) -> dict[str, int]:
             f"CSV header must name the columns {', '.join(REQUIRED_COLUMNS)} "
             f"(and optionally updated_at); missing {', '.join(missing)}; found {found}"
         )
-    return index
+    return CsvLayout(index["creator_name"], index["cover_url"], index.get("updated_at"))
+
+
+class _Tokenizer:
+    """Blocks of CSV records from a byte stream, with the csv module's fields and line numbers.
+
+    The stream is read in chunks cut after their last newline (a UTF-8 character never
+    contains a newline byte, so each chunk decodes on its own). Quote-free runs of lines are
+    split with str.split; a line with a quote, a lone CR or an over-long line goes through a
+    csv.reader fed one physical line at a time (TextIOWrapper's newline='' rule), which may
+    pull further chunks for a quoted field that spans them.
+    """
+
+    def __init__(self, raw: IO[bytes], chunk_bytes: int) -> None:
+        self._raw = raw
+        self._chunk_bytes = chunk_bytes
+        self._tail: list[bytes] = []
+        self._first = True
+        self.text = ""
+        self.pos = 0
+        self.line = 0  # physical lines consumed
+        self._reader = csv.reader(self._lines())
+
+    def _refill(self) -> bool:
+        """Load the next chunk of whole lines into `text`; False at the end of the data."""
+        while True:
+            data = self._raw.read(self._chunk_bytes)
+            if not data:
+                if not self._tail:
+                    return False
+                chunk, self._tail = b"".join(self._tail), []
+                break
+            cut = data.rfind(b"\n") + 1
+            if cut:
+                chunk = b"".join([*self._tail, data[:cut]])
+                self._tail = [data[cut:]] if cut < len(data) else []
+                break
+            self._tail.append(data)
+        # 'replace' keeps going past invalid bytes; rows that contain U+FFFD are then reported.
+        self.text = chunk.decode("utf-8-sig" if self._first else "utf-8", "replace")
+        self._first = False
+        self.pos = 0
+        return True
+
+    def _lines(self) -> Iterator[str]:
+        """Physical lines as TextIOWrapper(newline='') yields them: ended by LF, CRLF or CR."""
+        while True:
+            text, pos = self.text, self.pos
+            if pos >= len(text):
+                if not self._refill():
+                    return
+                continue
+            end = text.find("\n", pos) + 1 or len(text)
+            cr = text.find("\r", pos, end)
+            if cr != -1 and text[cr + 1 : cr + 2] != "\n":
+                end = cr + 1  # a lone CR ends the line
+            self.pos = end
+            self.line += 1
+            yield text[pos:end]
+
+    def header(self) -> list[str]:
+        try:
+            return next(self._reader)
+        except StopIteration:
+            raise CsvFileError("CSV file is empty") from None
+        except csv.Error as error:
+            raise CsvFileError(f"CSV header cannot be read: {error}") from None
+
+    def blocks(self, on_issue: Callable[[RowIssue], None]) -> Iterator[Block]:
+        while True:
+            text, pos = self.text, self.pos
+            if pos >= len(text):
+                if not self._refill():
+                    return
+                continue
+            quote = text.find('"', pos)
+            end = len(text) if quote == -1 else text.rfind("\n", pos, quote) + 1
+            if end > pos:
+                block = self._split(text, pos, end)
+                if block is not None:
+                    yield block
+                    continue
+            else:
+                end = pos + 1  # the line at `pos` holds a quote: one record via csv.reader
+            # csv.reader up to `end`; a quoted field may carry it into the next chunk.
+            while self.text is text and self.pos < end:
+                start = self.line + 1
+                try:
+                    record = next(self._reader)
+                except StopIteration:
+                    return
+                except csv.Error as error:
+                    on_issue(RowIssue(start, f"malformed CSV record: {error}"))
+                    continue
+                yield Block(start, 1, rows=[record], lines=[start], quoted=True)
+
+    def _split(self, text: str, pos: int, end: int) -> Block | None:
+        """The quote-free lines text[pos:end] split on commas; None if csv.reader must do it."""
+        segment = text if pos == 0 and end == len(text) else text[pos:end]
+        if "\r" in segment:
+            if segment.count("\r") != segment.count("\r\n"):
+                return None  # a lone CR is a line break of its own
+            segment = segment.replace("\r\n", "\n")
+        # Every record, then a "\n" field as a marker: a uniform block if the markers line up.
+        fields = segment.replace("\n", ",\n,").split(",")
+        if segment.endswith("\n"):
+            del fields[-2:]  # the last marker and the empty rest after it
+        count = fields.count("\n") + 1  # the markers are one cached 1-character string
+        stride, uneven = divmod(len(fields) + 1, count)
+        if not uneven and fields[stride - 1 :: stride].count("\n") == count - 1:
+            if len(segment) > FIELD_SIZE_LIMIT and max(map(len, fields)) > FIELD_SIZE_LIMIT:
+                return None  # csv.reader reports the over-long field
+            block = Block(self.line + 1, count, fields=fields, stride=stride)
+        else:
+            lines = (segment[:-1] if segment.endswith("\n") else segment).split("\n")
+            if len(segment) > FIELD_SIZE_LIMIT and max(map(len, lines)) > FIELD_SIZE_LIMIT:
+                return None
+            rows = [line.split(",") if line else [] for line in lines]
+            block = Block(self.line + 1, count, rows=rows)
+        self.line += count
+        self.pos = end
+        return block
+
+
+def read_blocks(
+    raw: IO[bytes],
+    on_issue: Callable[[RowIssue], None],
+    chunk_bytes: int = CHUNK_BYTES,
+) -> tuple[CsvLayout, Iterator[Block]]:
+    """The layout from the header, and the data records in blocks (blank lines included).
+
+    Raises CsvFileError at once for an empty file or a bad header. Malformed records are
+    reported to `on_issue` and left out.
+    """
+    tokenizer = _Tokenizer(raw, chunk_bytes)
+    layout = _layout(tokenizer.header())
+    return layout, tokenizer.blocks(on_issue)
+
+
+def is_blank(record: list[str]) -> bool:
+    return not record or all(not field.strip() for field in record)
 
 
 def read_rows(
@@ -125,62 +343,42 @@ def read_rows(
     Raises CsvFileError for problems with the file as a whole. Exact duplicate rows (same
     creator and URL) are kept once, with a warning naming the first occurrence.
     """
-    reader = csv.reader(_text_stream(raw))
-    try:
-        header = next(reader)
-    except StopIteration:
-        raise CsvFileError("CSV file is empty") from None
-    except csv.Error as error:
-        raise CsvFileError(f"CSV header cannot be read: {error}") from None
-    columns = _header_index(header)
-    creator_at, url_at = columns["creator_name"], columns["cover_url"]
-    updated_at = columns.get("updated_at")
-    needed = max(creator_at, url_at) + 1
-
+    layout, blocks = read_blocks(raw, on_issue)
     seen: dict[tuple[str, str], int] = {}
     data_rows = 0
-    previous_end = reader.line_num
-    while True:
-        start = previous_end + 1
-        try:
-            record = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as error:
-            previous_end = reader.line_num
-            on_issue(RowIssue(start, f"malformed CSV record: {error}"))
-            continue
-        previous_end = reader.line_num
-        if not record or all(not field.strip() for field in record):
-            continue  # blank line
-        data_rows += 1
-        row = _check_record(record, start, creator_at, url_at, updated_at, needed, on_issue)
-        if row is None:
-            continue
-        key = (row.creator, row.url)
-        first = seen.setdefault(key, start)
-        if first != start:
-            on_issue(RowIssue(start, f"duplicate of line {first}; skipped", "warning", row.creator))
-            continue
-        yield row
+    for block in blocks:
+        for line, record in zip(block.line_numbers(), block.records(), strict=True):
+            if is_blank(record):
+                continue
+            data_rows += 1
+            row = check_record(record, line, layout, on_issue)
+            if row is None:
+                continue
+            first = seen.setdefault((row.creator, row.url), line)
+            if first != line:
+                on_issue(
+                    RowIssue(line, f"duplicate of line {first}; skipped", "warning", row.creator)
+                )
+                continue
+            yield row
     if data_rows == 0:
         raise CsvFileError("CSV file has a header but no data rows")
 
 
-def _check_record(
+def check_record(
     record: list[str],
     line: int,
-    creator_at: int,
-    url_at: int,
-    updated_at: int | None,
-    needed: int,
+    layout: CsvLayout,
     on_issue: Callable[[RowIssue], None],
 ) -> CoverRow | None:
+    """The row of a non-blank record, or None after reporting why it cannot be used."""
+    needed = layout.needed
     if len(record) < needed:
         on_issue(RowIssue(line, f"expected at least {needed} fields, found {len(record)}"))
         return None
-    creator = normalise_creator(record[creator_at])
-    url = record[url_at].strip()
+    creator = normalise_creator(record[layout.creator_at])
+    url = record[layout.url_at].strip()
+    updated_at = layout.updated_at
     stamp_text = (
         record[updated_at].strip() if updated_at is not None and updated_at < len(record) else ""
     )
@@ -206,16 +404,15 @@ def _check_record(
         return None
     timestamp = parse_timestamp(stamp_text)
     if stamp_text and timestamp is None:
-        on_issue(
-            RowIssue(
-                line,
-                f"updated_at {stamp_text[:40]!r} is not an ISO date; sorted last",
-                "warning",
-                shown,
-            )
-        )
+        on_issue(bad_stamp_issue(line, stamp_text, shown))
         stamp_text = ""
     return CoverRow(line, creator, url, stamp_text, timestamp)
+
+
+def bad_stamp_issue(line: int, stamp_text: str, shown: str) -> RowIssue:
+    return RowIssue(
+        line, f"updated_at {stamp_text[:40]!r} is not an ISO date; sorted last", "warning", shown
+    )
 
 
 def tile_order_key(row: CoverRow) -> tuple[int, float, int]:
