@@ -1,0 +1,210 @@
+"""The split step on a month's CSV: memory, time against the csv module, item sizes.
+
+Generates a deterministic CSV (default 2,000,000 rows, ~57,000 creators with ~35 covers each,
+rows in random creator order, TikTok-like URLs of 100-150 characters, ISO timestamps, a few bad
+rows), then runs, as separate processes of this interpreter and interleaved A B A B:
+  A. the floor: csv.reader over the file, counting rows, nothing else;
+  B. collage.split.split_csv on the file, writing the items to a temp file (as the Lambda does).
+Prints the medians of wall and CPU time, each process's peak RSS (from os.wait4), the time
+ratio B/A, the largest map item, and MET / NOT MET for each target:
+  peak RSS of B <= 512 MB; time ratio <= 2.5; largest item < 256 KiB.
+
+The Distributed Map limits behind these targets (AWS documentation):
+- a state's input or output, so each map item a child receives, is at most 256 KiB (262,144
+  bytes, UTF-8): https://docs.aws.amazon.com/step-functions/latest/dg/service-quotas.html
+- Distributed mode runs up to 10,000 parallel child workflow executions (the concurrency we
+  may set with MaxConcurrency):
+  https://docs.aws.amazon.com/step-functions/latest/dg/concepts-map-process-modes.html
+- the item source is one JSON array in S3 read by ItemReader (InputType JSON); its size limits
+  are on https://docs.aws.amazon.com/step-functions/latest/dg/input-output-itemreader.html
+  (not checked against a figure here: the page available offline states none).
+
+Usage: benchmarks/split_bench.py [--rows N] [--quick]   (--quick: 100,000 rows, one round)
+Exit status: 1 when a target is not met in full mode, else 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+RSS_LIMIT_MB = 512
+RATIO_LIMIT = 2.5
+ITEM_LIMIT = 256 * 1024
+COVERS_PER_CREATOR = 35
+HOSTS = [
+    "p16-sign-va.tiktokcdn.com",
+    "p16-sign-sg.tiktokcdn.com",
+    "p77-sign-va.tiktokcdn.com",
+    "p16-sign-useast2a.tiktokcdn.com",
+    "p19-sign.tiktokcdn-us.com",
+]
+TAILS = [
+    "~tplv-photomode-zoomcover:720:720.jpeg",
+    "~tplv-dmt-logom:tos-useast2a-v-0068/o.image",
+    "~c5_300x400.jpeg",
+    "~tplv-noop.image",
+]
+
+BASELINE = """
+import csv, sys
+with open(sys.argv[1], newline="", encoding="utf-8") as f:
+    rows = sum(1 for _ in csv.reader(f))
+print(rows)
+"""
+SPLIT = """
+import json, sys
+from collage.split import split_csv
+with open(sys.argv[1], "rb") as raw, open(sys.argv[2], "wb") as out:
+    summary = split_csv(raw, out, 35, spill_dir=sys.argv[3])
+print(json.dumps(summary.to_dict()))
+"""
+
+
+def make_csv(path: Path, rows: int, seed: int = 2025) -> None:
+    """A month's CSV: random creator order, a bad row every ~40,000 rows."""
+    rnd = random.Random(seed)
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    creators = []
+    for n in range(max(1, rows // COVERS_PER_CREATOR)):
+        name = "".join(rnd.choices(letters, k=rnd.randint(6, 14))) + f"_{n}"
+        if n % 50 == 0:
+            name = f"café_créatrice_{n}"  # non-ASCII names take the NFC check
+        creators.append(name)
+    bad = [
+        ",https://p16-sign-va.tiktokcdn.com/obj/missing-creator.jpeg,2025-01-05T00:00:00Z",
+        "someone,not a url,2025-01-05T00:00:00Z",
+        "someone,https://p16-sign-va.tiktokcdn.com/obj/bad-date.jpeg,yesterday",
+        "too_few_fields",
+        '"Smith, Jo",https://p16-sign-va.tiktokcdn.com/obj/quoted.jpeg,2025-01-06T00:00:00Z',
+        "",
+    ]
+    count = len(creators)
+    with path.open("w", encoding="utf-8", newline="") as out:
+        out.write("creator_name,cover_url,updated_at\n")
+        lines: list[str] = []
+        for n in range(rows):
+            if n % 40_000 == 39_999:
+                lines.append(bad[(n // 40_000) % len(bad)])
+            elif n % 50_000 == 49_999 and lines:
+                lines.append(lines[-1])  # an exact duplicate
+            else:
+                stamp = (
+                    f"2025-01-{rnd.randint(1, 31):02d}T{rnd.randint(0, 23):02d}:"
+                    f"{rnd.randint(0, 59):02d}:{rnd.randint(0, 59):02d}Z"
+                )
+                url = (
+                    f"https://{HOSTS[n % len(HOSTS)]}/obj/tos-maliva-p-0068/"
+                    f"{rnd.getrandbits(128):032x}{TAILS[n % len(TAILS)]}"
+                )
+                if n % 3:  # signed URLs
+                    url += f"?x-expires={1_737_000_000 + n}&x-signature={rnd.getrandbits(120):x}"
+                lines.append(f"{creators[rnd.randrange(count)]},{url},{stamp}")
+            if len(lines) >= 20_000:
+                out.write("\n".join(lines) + "\n")
+                lines.clear()
+        if lines:
+            out.write("\n".join(lines) + "\n")
+
+
+def run_child(code: str, *args: str) -> dict:
+    """Run `code` in a new interpreter; its wall and CPU seconds, peak RSS (MB) and output."""
+    started = time.perf_counter()
+    child = subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.PIPE, text=True)
+    assert child.stdout is not None
+    output = child.stdout.read()
+    _, status, usage = os.wait4(child.pid, 0)
+    child.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.perf_counter() - started
+    if child.returncode:
+        raise SystemExit(f"split-bench: child failed with status {child.returncode}")
+    return {
+        "wall": wall,
+        "cpu": usage.ru_utime + usage.ru_stime,
+        "rss_mb": usage.ru_maxrss / 1024,  # KiB on Linux
+        "output": output.strip(),
+    }
+
+
+def largest_item(items: Path) -> tuple[int, int]:
+    """(number of items, bytes of the largest) in the JSON array written by split_csv."""
+    count = largest = 0
+    with items.open("rb") as source:
+        for line in source:  # "[item,\n", "item,\n", ..., "item]\n": one item a line
+            item = line.rstrip(b"\n").removeprefix(b"[")
+            item = item[:-1] if item.endswith(b"}]") else item.rstrip(b",")
+            if item.startswith(b"{"):
+                count += 1
+                largest = max(largest, len(item))
+    return count, largest
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=2_000_000, help="CSV rows (2,000,000)")
+    parser.add_argument("--quick", action="store_true", help="100,000 rows, one round (CI)")
+    args = parser.parse_args(argv)
+    rows = 100_000 if args.quick and args.rows == 2_000_000 else args.rows
+    rounds = 1 if args.quick else 3
+    with tempfile.TemporaryDirectory(prefix="split-bench-") as tmp:
+        work = Path(tmp)
+        csv_path, items = work / "covers.csv", work / "items.json"
+        started = time.perf_counter()
+        make_csv(csv_path, rows)
+        print(f"generated {rows:,} rows in {time.perf_counter() - started:.1f} s")
+        base, split = [], []
+        for _ in range(rounds):  # interleaved, so drifts of the machine hit both alike
+            base.append(run_child(BASELINE, str(csv_path)))
+            split.append(run_child(SPLIT, str(csv_path), str(items), tmp))
+        summary = json.loads(split[-1]["output"])
+        item_count, biggest = largest_item(items)
+        size_mb = csv_path.stat().st_size / 1e6
+        return report(rows, rounds, size_mb, base, split, summary, item_count, biggest, args)
+
+
+def report(rows, rounds, size_mb, base, split, summary, item_count, biggest, args) -> int:
+    def median(runs: list[dict], key: str) -> float:
+        return statistics.median(run[key] for run in runs)
+
+    base_wall, split_wall = median(base, "wall"), median(split, "wall")
+    ratio = split_wall / base_wall
+    peak = max(run["rss_mb"] for run in split)
+    print(f"rows: {rows:,} ({summary['rows']:,} used, {summary['rows_rejected']} rejected, "
+          f"{summary['row_warnings']} warnings)")  # fmt: skip
+    print(f"creators: {summary['creators']:,} ({item_count:,} items written)")
+    print(f"covers: {summary['covers']:,} kept, {summary['covers_cut']:,} cut")
+    print(f"file size: {size_mb:.0f} MB")
+    print(f"rounds: {rounds} (medians)")
+    for label, runs in (("csv.reader baseline", base), ("split_csv", split)):
+        print(
+            f"{label}: wall {median(runs, 'wall'):.2f} s, cpu {median(runs, 'cpu'):.2f} s, "
+            f"peak RSS {max(run['rss_mb'] for run in runs):.0f} MB"
+        )
+    cpu_ratio = median(split, "cpu") / median(base, "cpu")
+    print(f"time ratio split/baseline: {ratio:.2f} (cpu {cpu_ratio:.2f})")
+    print(f"largest item: {biggest:,} bytes")
+    targets = {
+        f"peak RSS <= {RSS_LIMIT_MB} MB": peak <= RSS_LIMIT_MB,
+        f"time ratio <= {RATIO_LIMIT}": ratio <= RATIO_LIMIT,
+        "largest item < 256 KiB": biggest < ITEM_LIMIT,
+    }
+    for name, met in targets.items():
+        print(f"target {name}: {'MET' if met else 'NOT MET'}")
+    missed = [name for name, met in targets.items() if not met]
+    if not missed:
+        print("split-bench: all targets met")
+        return 0
+    print(f"split-bench: targets not met: {'; '.join(missed)}")
+    return 0 if args.quick else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
