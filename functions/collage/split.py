@@ -4,18 +4,21 @@ The items are written as one JSON array (the Distributed Map's ItemReader input)
 small (at most 100 URLs of at most 2 KiB), so every child's input stays far below the 256 KiB
 payload limit however large the CSV is.
 
-Built for a month's CSV (2M+ rows) in bounded memory, in two passes:
-1. stream the CSV and check the rows a block (~a thousand rows) at a time: a block whose every
-   row is plainly fine (checked with whole-column string operations that run in C) is taken
-   as is; other blocks are checked row by row. The rows of each creator are kept as a flat list
-   `[line, url, updated_at, ...]`; every `flush_rows` rows they are spilled, marshalled, in
-   partitions of `partition_creators` creators numbered in order of first appearance (in
-   memory up to `spill_memory` bytes, then to a temp file in `spill_dir`);
-2. partition by partition: gather each creator's rows, parse the dates, drop duplicates, sort
-   in tile order, cut, write the item. The partitions are in first-appearance order, so the
-   items come out in that order without a merge.
-Memory: O(flush_rows + spill_memory + creators + the largest partition), whatever the number
-of rows; the temp file is about the size of the CSV. `benchmarks/split_bench.py` measures it.
+Built for a month's CSV (2M+ rows, random creator order) in bounded memory, in two passes:
+1. stream the CSV (csv_input.read_blocks) and check the rows a block (~1,500 rows) at a time:
+   a block whose every row is plainly fine, by whole-column string operations that run in C,
+   is taken as is; other blocks go row by row (a quick test, else the full check). Creators get
+   an index in order of first appearance; partition `index // partition_creators` keeps its
+   rows as one flat list `[index, line, url, stamp, ...]`. Every `flush_rows` rows the lists
+   are spilled by column (ints as arrays, texts newline-joined, marshalled): in memory up to
+   `spill_memory` bytes, then to a temp file in `spill_dir`.
+2. partition by partition: group the rows by creator, drop duplicates, sort in tile order
+   (dates of one fixed format sort as text; others are parsed), cut, write the item. The
+   partitions are in first-appearance order, so the items come out in it without a merge.
+Memory: O(flush_rows + spill_memory + creators + one partition), whatever the number of rows;
+the temp file holds the rest (about the size of the CSV). On CPython, cache misses dominate:
+appending to a few long lists, columnar spills and whole-list operations avoid most of them.
+`benchmarks/split_bench.py` measures it on 2,000,000 rows.
 """
 
 from __future__ import annotations
@@ -61,6 +64,22 @@ _strip = methodcaller("strip")
 _z_to_offset = methodcaller("replace", "Z", "+00:00")
 _space_to_t = methodcaller("replace", " ", "T", 1)
 _json_string = json.encoder.encode_basestring  # what json.dumps(ensure_ascii=False) uses
+
+# Dates in one fixed format, each a valid calendar date and time (what parse_moment accepts):
+# for such a creator, sorting the texts sorts the moments, and no datetime need be made.
+_DATE = (
+    r"(?:(?!0000)[0-9]{4}-(?:(?:0[1-9]|1[0-2])-(?:0[1-9]|1[0-9]|2[0-8])"
+    r"|(?:0[13-9]|1[0-2])-(?:29|30)|(?:0[13578]|1[02])-31)"
+    r"|(?:[0-9]{2}(?:0[48]|[2468][048]|[13579][26])|(?:0[48]|[2468][048]|[13579][26])00)-02-29)"
+)
+_TIME = r"(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]"
+_STAMP_FORMATS = {  # (length, character after the date) -> all the texts, newline-ended
+    (20, "T"): re.compile(rf"(?:{_DATE}T{_TIME}Z\n)+"),
+    (25, "T"): re.compile(rf"(?:{_DATE}T{_TIME}\+00:00\n)+"),
+    (19, "T"): re.compile(rf"(?:{_DATE}T{_TIME}\n)+"),  # naive means UTC
+    (19, " "): re.compile(rf"(?:{_DATE} {_TIME}\n)+"),
+    (10, ""): re.compile(rf"(?:{_DATE}\n)+"),
+}
 _from_iso = datetime.fromisoformat
 _by_line = attrgetter("line")
 
@@ -72,7 +91,7 @@ class SplitLimits:
     chunk_bytes: int = 256 * 1024  # CSV bytes read and checked at a time
     flush_rows: int = 32_768  # rows held unspilled (spilled while still in the CPU cache)
     spill_memory: int = 256 << 20  # spilled bytes kept in memory before using the temp file
-    partition_creators: int = 1024  # creators sorted together in pass 2 (a power of two)
+    partition_creators: int = 256  # creators sorted together in pass 2 (a power of two)
 
 
 @dataclass
@@ -373,6 +392,7 @@ def _write_items(
         columns = (pending[0::4], pending[1::4], pending[2::4], pending[3::4])
         creators.parts[part] = []
         for ids, lines, urls, stamps in (*spill.read(part), columns):
+            deque(map(hash, urls), 0)  # while they are in the cache: the dedupe set reuses it
             targets = map(groups.__getitem__, map(sub, ids, repeat(first)))
             deque(map(list.extend, targets, zip(lines, urls, stamps, strict=True)), 0)
         del pending, columns
@@ -415,16 +435,21 @@ def _tile_order(
     """
     lines, urls, stamps = rows[0::3], rows[1::3], rows[2::3]
     if len(set(urls)) == len(urls):
-        texts = map(_z_to_offset, stamps)  # parse_moment's steps (the stamps are stripped)
-        if " " in "".join(stamps):
-            texts = map(_space_to_t, texts)
-        try:
-            moments = list(map(_from_iso, texts))
-            # Newest first; sorted() keeps equal keys in CSV order even when reversed.
-            order = sorted(range(len(urls)), key=moments.__getitem__, reverse=True)
-        except (ValueError, TypeError):  # a missing or bad date; naive and aware dates
-            pass
+        # Newest first; sorted() keeps equal keys in CSV order even when reversed.
+        first = stamps[0]
+        uniform = _STAMP_FORMATS.get((len(first), first[10:11]))
+        if uniform and uniform.fullmatch("\n".join(stamps) + "\n"):
+            order = sorted(range(len(urls)), key=stamps.__getitem__, reverse=True)
         else:
+            texts = map(_z_to_offset, stamps)  # parse_moment's steps (the stamps are stripped)
+            if " " in "".join(stamps):
+                texts = map(_space_to_t, texts)
+            try:
+                moments = list(map(_from_iso, texts))
+                order = sorted(range(len(urls)), key=moments.__getitem__, reverse=True)
+            except (ValueError, TypeError):  # a missing or bad date; naive and aware dates
+                order = None
+        if order is not None:
             del order[max_images:]
             return (
                 list(map(urls.__getitem__, order)),
