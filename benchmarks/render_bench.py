@@ -379,6 +379,7 @@ def run_all(args: argparse.Namespace, launcher: Launcher) -> int:
         print_breakdown(folders[big], runs, launcher, scratch)
         sheet = args.out_dir / "render_contact_sheet.png"
         score = quality(engine_out, folders[big], sheet)
+        collage_bytes = engine_out.stat().st_size
         print(f"quality: mean tile PSNR {score:.1f} dB vs full-size LANCZOS; contact sheet {sheet}")
         verdicts.check("mean tile PSNR >= 33 dB", score >= 33, f"{score:.1f} dB")
 
@@ -403,6 +404,16 @@ def run_all(args: argparse.Namespace, launcher: Launcher) -> int:
             str(connections),
         )
 
+    engine = results[big]["engine"]
+    figures = {
+        "engine_cpu_seconds": round(engine.median("cpu"), 3),
+        "engine_wall_seconds": round(engine.median("wall"), 3),
+        "task_wall_seconds": round(download_wall, 3),
+        "peak_rss_mb": round(max(engine.rss_mb), 1),
+        "collage_bytes": collage_bytes,
+    }
+    (args.out_dir / "render.json").write_text(json.dumps(figures, indent=1) + "\n")
+    print(f"figures for the cost model: {args.out_dir / 'render.json'}")
     print("targets:")
     print("\n".join(verdicts.lines))
     if verdicts.missed:

@@ -36,6 +36,7 @@ import tempfile
 import time
 from pathlib import Path
 
+BENCH_DIR = Path(__file__).resolve().parent.parent / ".bench"
 RSS_LIMIT_MB = 512
 RATIO_LIMIT = 2.5
 ITEM_LIMIT = 256 * 1024
@@ -191,6 +192,10 @@ def report(rows, rounds, size_mb, base, split, summary, item_count, biggest, arg
     cpu_ratio = median(split, "cpu") / median(base, "cpu")
     print(f"time ratio split/baseline: {ratio:.2f} (cpu {cpu_ratio:.2f})")
     print(f"largest item: {biggest:,} bytes")
+    if not args.quick:  # figures for scripts/cost_model.py
+        BENCH_DIR.mkdir(exist_ok=True)
+        figures = {"rows": rows, "wall_seconds": round(split_wall, 2), "peak_rss_mb": round(peak)}
+        (BENCH_DIR / "split.json").write_text(json.dumps(figures, indent=1) + "\n")
     targets = {
         f"peak RSS <= {RSS_LIMIT_MB} MB": peak <= RSS_LIMIT_MB,
         f"time ratio <= {RATIO_LIMIT}": ratio <= RATIO_LIMIT,

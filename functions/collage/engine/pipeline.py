@@ -110,8 +110,11 @@ class _Cover:
         return self
 
 
-def _fetch(cover: _Cover, source: str, downloader: Any, max_bytes: int, held: Semaphore) -> _Cover:
-    """Runs on a fetch thread; never raises for a bad cover."""
+def _fetch(
+    cover: _Cover, source: str, downloader: Any, layout: Layout, max_bytes: int, held: Semaphore
+) -> _Cover:
+    """Runs on a fetch thread; never raises for a bad cover. A local file is decoded right here
+    (there is no network wait to overlap); downloaded bytes go on to a decode thread."""
     held.acquire()  # released when the bytes are gone (after decode, or right now on failure)
     started = time.perf_counter()
     try:
@@ -125,6 +128,8 @@ def _fetch(cover: _Cover, source: str, downloader: Any, max_bytes: int, held: Se
     cover.fetch_seconds = time.perf_counter() - started
     if cover.data is None:
         held.release()
+    elif not is_url(source):
+        return _decode(cover, layout, held)
     return cover
 
 
@@ -233,6 +238,8 @@ def build_collage(
     next_index = 0
     place_seconds = 0.0
     fetch_workers = max(1, min(max_workers, len(sources)))
+    if not any(is_url(source) for source in sources):
+        fetch_workers = min(fetch_workers, cpu_count())  # local files: reading is decoding
     # Decoding is CPU work: more threads than CPUs only adds switching. Fetch threads never
     # wait for a decode, so a slow decode does not delay the next download.
     decode_workers = min(cpu_count(), fetch_workers)
@@ -243,7 +250,7 @@ def build_collage(
         ThreadPoolExecutor(decode_workers, thread_name_prefix="decode") as decoders,
     ):
         pending = {
-            fetchers.submit(_fetch, cover, source, downloader, policy.max_bytes, held)
+            fetchers.submit(_fetch, cover, source, downloader, layout, policy.max_bytes, held)
             for cover, source in zip(covers, sources, strict=True)
         }
         try:
