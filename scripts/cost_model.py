@@ -43,15 +43,19 @@ CUSTOM_METRICS = 8  # CollagesCreated, CoversDownloaded, CoversFailed, BytesDown
 # CsvRowsRejected, Creators, RunsFailed (one `service` dimension each)
 ALARMS = 3
 
-# Used only when the benchmarks have not written .bench/*.json on this machine.
+# Used only when the benchmarks have not written .bench/*.json on this machine: the figures
+# `make bench` and `make bench-split` printed on the 2-core development machine (2026-11-24).
 DEFAULT_MEASURED = {
     "render": {
-        "engine_cpu_seconds": 0.40,  # CPU of one 5x7 collage from 35 1080x1920 JPEG covers
-        "task_wall_seconds": 0.62,  # build_collage with 100 ms per download, 8 workers
-        "peak_rss_mb": 70,
-        "collage_bytes": 1_100_000,
+        # CPU of a whole `collage render` process (interpreter start and imports included, so
+        # more than a warm Lambda spends): one 5x7 collage from 35 1080x1920 JPEG covers.
+        "engine_cpu_seconds": 0.424,
+        "engine_wall_seconds": 0.31,
+        "task_wall_seconds": 0.555,  # build_collage with 100 ms per download, 8 workers
+        "peak_rss_mb": 37.5,
+        "collage_bytes": 617_644,
     },
-    "split": {"rows": 2_000_000, "wall_seconds": 20.0, "peak_rss_mb": 400},
+    "split": {"rows": 2_000_000, "wall_seconds": 12.5, "peak_rss_mb": 308},
 }
 
 
