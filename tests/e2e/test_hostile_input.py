@@ -11,10 +11,10 @@ import json
 from collections.abc import Iterator
 
 import pytest
-from collage.local.cover_server import CoverServer
-from collage.local.covers import encode, make_cover
 from PIL import Image
 
+from collage.local.cover_server import CoverServer
+from collage.local.covers import encode, make_cover
 from tests.support.workflow import csv_text, image, keys, read, read_json, run_csv
 
 pytestmark = pytest.mark.e2e

@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from collage.local.covers import encode, make_cover
 from PIL import Image
 
+from collage.local.covers import encode, make_cover
 from tests.e2e.test_hostile_input import report_of
 from tests.e2e.test_idempotency import NAMES, etags, restart, rows
 from tests.e2e.test_idempotency import server as server

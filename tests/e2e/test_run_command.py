@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from collage.cli import main
 
+from collage.cli import main
 from tests.support.workflow import csv_text
 
 pytestmark = pytest.mark.e2e

@@ -63,8 +63,9 @@ def test_uploaded_csv_becomes_collages_a_report_and_an_archived_csv(
 
 
 def test_tiles_follow_the_documented_order(local_stack, cover_server):
-    from collage.local.covers import encode
     from PIL import Image
+
+    from collage.local.covers import encode
 
     colours = {
         "red": (220, 20, 20),

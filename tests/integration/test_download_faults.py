@@ -12,9 +12,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+
 from collage.engine.download import Downloader, DownloadError, FetchPolicy
 from collage.local.cover_server import CoverServer, fake_jpeg
-
 from tests.support.faults import NetworkSpy
 
 FAST = FetchPolicy(

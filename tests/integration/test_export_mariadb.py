@@ -15,10 +15,10 @@ from pathlib import Path
 import pymysql
 import pytest
 import sqlalchemy as sa
+
 from collage import dbexport
 from collage.commands import export_urls
 from collage.csv_input import read_rows
-
 from tests.support import mariadb
 
 ROOT = Path(__file__).resolve().parents[2]

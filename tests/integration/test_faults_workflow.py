@@ -14,10 +14,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from collage.local.cover_server import CoverServer
-from collage.local.covers import encode, make_cover
 from PIL import Image
 
+from collage.local.cover_server import CoverServer
+from collage.local.covers import encode, make_cover
 from tests.support.s3_faults import S3Faults, fast_waits
 from tests.support.workflow import csv_text, image, keys, read_json, run_csv
 

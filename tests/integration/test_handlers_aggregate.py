@@ -6,10 +6,10 @@ import json
 from collections.abc import Iterator
 
 import pytest
+
 from collage import aws
 from collage.aggregate import finish_run
 from collage.collage_task import failed_record
-
 from tests.support.s3_faults import S3Faults, fast_waits, moto_stack_buckets
 
 RUN = {

@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+
 from collage import aws
 from collage.collage_task import process_creator, result_key
 from collage.errors import TransientError
 from collage.local.cover_server import CoverServer
 from collage.local.covers import make_cover
-
 from tests.support.s3_faults import S3Faults, fast_waits, moto_stack_buckets
 
 TILE = (216, 384)

@@ -6,11 +6,11 @@ import json
 from collections.abc import Iterator
 
 import pytest
+
 from collage import aws
 from collage.csv_input import CsvFileError
 from collage.errors import TransientError
 from collage.split_task import split_run
-
 from tests.support.s3_faults import S3Faults, fast_waits, moto_stack_buckets
 
 CONFIG = {"max_images_per_creator": 2}

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import urllib3.util.connection
+
 from collage.engine import url_guard
 
 LOOPBACK = {"127.0.0.1", "::1"}

@@ -181,8 +181,9 @@ def moto_stack_buckets(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, st
 
     For handler-level tests that need no state machine. Yields {"input", "output", "temp"}.
     """
-    from collage import aws
     from moto import mock_aws
+
+    from collage import aws
 
     names = {"input": "hs-input", "output": "hs-output", "temp": "hs-temp"}
     env = {

@@ -1,4 +1,5 @@
 import pytest
+
 from collage.config import ConfigError, ProcessingConfig, build_config, config_from_env
 
 

@@ -7,9 +7,10 @@ import itertools
 from pathlib import Path
 
 import pytest
+from PIL import Image, ImageStat
+
 from collage.engine.formats import sniff
 from collage.local.covers import COVER_SIZE, cover_colour, cover_image, make_cover, write_covers
-from PIL import Image, ImageStat
 
 
 def test_same_arguments_same_bytes() -> None:

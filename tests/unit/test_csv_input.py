@@ -1,6 +1,7 @@
 import io
 
 import pytest
+
 from collage.csv_input import CsvFileError, read_rows, tile_order_key
 
 

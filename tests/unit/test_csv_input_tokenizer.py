@@ -7,6 +7,7 @@ import io
 import random
 
 import pytest
+
 from collage.csv_input import FIELD_SIZE_LIMIT, CsvFileError, read_blocks, read_rows
 
 HEADER = "creator_name,cover_url,updated_at"

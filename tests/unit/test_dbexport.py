@@ -12,6 +12,7 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+
 from collage import dbexport
 from collage.commands import export_urls
 from collage.csv_input import read_rows

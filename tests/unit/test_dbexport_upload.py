@@ -8,8 +8,9 @@ from pathlib import Path
 
 import boto3
 import pytest
-from collage.commands import export_urls
 from moto import mock_aws
+
+from collage.commands import export_urls
 
 BUCKET = "input-bucket"
 

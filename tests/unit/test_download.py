@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
 import pytest
+
 from collage.config import ProcessingConfig
 from collage.engine import download
 from collage.engine.download import Downloader, DownloadError, FetchPolicy
-
 from tests.support.faults import NetworkSpy
 
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from collage.engine.download import Downloader, DownloadError, FetchPolicy
 from collage.local.cover_server import fake_jpeg
-
 from tests.support.faults import NetworkSpy, make_tls_files, tls_server
 
 

@@ -7,6 +7,8 @@ import struct
 import zlib
 
 import pytest
+from PIL import Image
+
 from collage.config import ProcessingConfig
 from collage.engine.render import (
     CoverError,
@@ -18,7 +20,6 @@ from collage.engine.render import (
     placeholder_colours,
     placeholder_tile,
 )
-from PIL import Image
 
 RED, GREEN, BLUE = (230, 20, 20), (20, 200, 40), (30, 40, 220)
 LAYOUT = Layout()  # 216x384 tiles, crop

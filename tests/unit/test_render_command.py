@@ -6,10 +6,11 @@ import io
 from pathlib import Path
 
 import pytest
+from PIL import Image
+
 from collage.cli import main
 from collage.commands.render import page_paths
 from collage.local.cover_server import CoverServer
-from PIL import Image
 
 RED, BLUE = (230, 30, 30), (30, 30, 230)
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import io
 import math
 
+from PIL import Image, ImageChops, ImageStat
+
 from collage.engine import render
 from collage.engine.render import Layout, decode_tile
 from collage.local.covers import make_cover
-from PIL import Image, ImageChops, ImageStat
 
 
 def psnr(a: Image.Image, b: Image.Image) -> float:

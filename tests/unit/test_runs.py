@@ -2,6 +2,7 @@ import json
 from datetime import UTC, datetime
 
 import pytest
+
 from collage.config import ProcessingConfig
 from collage.local.emulator import s3_object_created_event
 from collage.runs import MapSettings, MessageError, run_from_message, run_from_s3_event

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 import pytest
+
 from collage.csv_input import FIELD_SIZE_LIMIT, CsvFileError, RowIssue, tile_order_key
 from collage.naming import safe_segment
 from collage.split import SplitLimits, split_csv

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 
 import pytest
+
 from collage.engine import url_guard
 from collage.engine.url_guard import (
     AddressGuard,
