@@ -15,7 +15,15 @@ from PIL import Image
 
 from collage.local.cover_server import CoverServer
 from collage.local.covers import encode, make_cover
-from tests.support.workflow import csv_text, image, keys, read, read_json, run_csv
+from tests.support.workflow import (
+    csv_text,
+    executions,
+    image,
+    keys,
+    read,
+    read_json,
+    run_csv,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -265,7 +273,7 @@ def test_bad_messages_fail_alone_then_reach_the_dead_letter_queue(local_stack, s
         assert BAD_MESSAGES[label][1] in reasons[message_id], label
 
 
-def test_an_oversized_message_is_refused_and_the_rest_of_its_batch_starts(local_stack):
+def test_an_oversized_message_is_refused_and_the_rest_of_its_batch_starts(local_stack, server):
     from collage.local.emulator import sqs_record
 
     def record(message_id: str, body: str) -> dict:
@@ -278,7 +286,8 @@ def test_an_oversized_message_is_refused_and_the_rest_of_its_batch_starts(local_
         }
         return sqs_record(received, "arn:aws:sqs:us-east-1:123456789012:collage-local-queue")
 
-    csv_data = "creator_name,cover_url\nann,https://cdn.example/a.jpg\n"
+    url = server.add("/ann.jpg", make_cover(0, (54, 96)))  # the run it starts fetches only this
+    csv_data = f"creator_name,cover_url\nann,{url}\n"
     base = {"processing_type": "csv_data", "output_prefix": "big/"}
     huge = json.dumps({**base, "csv_data": csv_data + "x" * (1024 * 1024)})
     fine = json.dumps({**base, "csv_data": csv_data})
@@ -287,3 +296,6 @@ def test_an_oversized_message_is_refused_and_the_rest_of_its_batch_starts(local_
     )
     assert response == {"batchItemFailures": [{"itemIdentifier": "m-huge"}]}
     assert len(keys(local_stack, "InputBucket", "sqs-inbox/")) == 1
+    # Let the started run finish inside this test: nothing of it outlives the stack.
+    (execution,) = executions(local_stack)
+    assert local_stack.wait(execution["name"], timeout=120)["status"] == "SUCCEEDED"

@@ -11,7 +11,7 @@ import pytest
 from collage.local.cover_server import CoverServer
 from collage.local.covers import make_cover
 from tests.support.s3_faults import S3Faults, fast_waits
-from tests.support.workflow import csv_text, keys, read_json, run_csv
+from tests.support.workflow import csv_text, executions, keys, read_json, run_csv
 
 pytestmark = pytest.mark.e2e
 
@@ -29,14 +29,6 @@ def server() -> Iterator[CoverServer]:
 
 def rows(server: CoverServer) -> list[tuple[str, str, str]]:
     return [(name, server.url(f"/c/{n}.jpg"), "2025-01-01") for n, name in enumerate(NAMES)]
-
-
-def executions(stack: Any) -> list[dict]:
-    from collage import aws
-
-    return aws.client("stepfunctions").list_executions(
-        stateMachineArn=stack.names["CollageStateMachine"]
-    )["executions"]
 
 
 def restart(stack: Any, described: dict, name: str) -> dict:

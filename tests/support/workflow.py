@@ -45,3 +45,12 @@ def run_csv(
     """Upload a CSV, wait for its execution; return (starter response, described execution)."""
     started = stack.upload_csv(text.encode(), key)
     return started, stack.wait(started["name"], timeout=timeout)
+
+
+def executions(stack: Any) -> list[dict]:
+    """The state machine's executions, newest first."""
+    from collage import aws
+
+    return aws.client("stepfunctions").list_executions(
+        stateMachineArn=stack.names["CollageStateMachine"]
+    )["executions"]
