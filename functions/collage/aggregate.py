@@ -17,7 +17,7 @@ from typing import Any
 
 from collage import aws
 from collage.collage_task import failed_record
-from collage.errors import TransientError, is_transient
+from collage.errors import retried_when_transient
 from collage.runs import ARCHIVE_PREFIX, FAILED_PREFIX, parked_key
 
 READ_WORKERS = 32  # result records are small: many in flight keeps a 50k-creator run quick
@@ -111,6 +111,7 @@ def totals(records: list[Mapping[str, Any]], split: Mapping[str, Any]) -> dict[s
     }
 
 
+@retried_when_transient
 def finish_run(
     run: Mapping[str, Any],
     config: Mapping[str, Any],
@@ -129,35 +130,6 @@ def finish_run(
     "split" or "map"); without it the run succeeded, whatever some creators did.
     Raises TransientError when S3 is failing (the state machine retries the step).
     """
-    try:
-        return _finish_run(
-            run,
-            config,
-            split,
-            input_bucket,
-            output_bucket,
-            temp_bucket,
-            error,
-            failed_stage,
-            map_result,
-        )
-    except Exception as failure:
-        if is_transient(failure):
-            raise TransientError(f"{type(failure).__name__}: {failure}") from failure
-        raise
-
-
-def _finish_run(
-    run: Mapping[str, Any],
-    config: Mapping[str, Any],
-    split: Mapping[str, Any] | None,
-    input_bucket: str,
-    output_bucket: str,
-    temp_bucket: str,
-    error: Mapping[str, Any] | None,
-    failed_stage: str | None,
-    map_result: Mapping[str, Any] | None,
-) -> dict[str, Any]:
     reason = describe_error(error)
     records = (
         collect_results(

@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
 # S3 / botocore error codes that mean "try again later", not "this input is wrong".
 TRANSIENT_CODES = {
     "SlowDown",
@@ -30,3 +37,21 @@ def is_transient(error: BaseException) -> bool:
         status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
         return code in TRANSIENT_CODES or status >= 500
     return False
+
+
+def retried_when_transient(function: Callable[P, R]) -> Callable[P, R]:
+    """Decorate a step: an infrastructure failure leaves it as TransientError, which the state
+    machine's Retry matches; any other failure leaves it unchanged (and is not retried)."""
+
+    @functools.wraps(function)
+    def step(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return function(*args, **kwargs)
+        except TransientError:
+            raise
+        except Exception as error:
+            if is_transient(error):
+                raise TransientError(f"{type(error).__name__}: {error}") from error
+            raise
+
+    return step

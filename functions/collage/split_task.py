@@ -16,11 +16,12 @@ from typing import Any
 from collage import aws
 from collage.config import config_from_dict
 from collage.csv_input import CsvFileError
-from collage.errors import TransientError, is_transient
+from collage.errors import retried_when_transient
 from collage.runs import ARCHIVE_PREFIX, FAILED_PREFIX, parked_key
 from collage.split import split_csv
 
 
+@retried_when_transient
 def split_run(
     run: Mapping[str, Any], config: Mapping[str, Any], *, temp_bucket: str
 ) -> dict[str, Any]:
@@ -38,12 +39,6 @@ def split_run(
             raise CsvFileError(
                 f"CSV not found: s3://{run['source_bucket']}/{run['source_key']}"
             ) from None
-        if is_transient(error):
-            raise TransientError(str(error)) from error
-        raise
-    except Exception as error:
-        if is_transient(error):
-            raise TransientError(str(error)) from error
         raise
 
 
