@@ -294,9 +294,6 @@ class LocalStack:
             }
 
     # ------------------------------------------------------------------ triggers
-    def function_named(self, logical: str) -> str:
-        return self.names[logical]
-
     def upload_csv(self, data: bytes, key: str) -> dict[str, Any]:
         """Put a CSV in the input bucket and deliver its EventBridge event (bridge 3)."""
         from collage import aws
