@@ -5,8 +5,6 @@ Outside CI the module skips when the server is not installed; with CI=true that 
 
 from __future__ import annotations
 
-import argparse
-import csv
 import io
 import subprocess
 import sys
@@ -17,9 +15,9 @@ import pytest
 import sqlalchemy as sa
 
 from collage import dbexport
-from collage.commands import export_urls
 from collage.csv_input import read_rows
 from tests.support import mariadb
+from tests.support.export import export, read_csv
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -54,17 +52,6 @@ def server():
             )
         engine.dispose()
         yield instance
-
-
-def export(*argv: str) -> int:
-    parser = argparse.ArgumentParser()
-    export_urls.add_arguments(parser)
-    return export_urls.run(parser.parse_args(list(argv)))
-
-
-def read_csv(path: Path) -> list[list[str]]:
-    with path.open(encoding="utf-8", newline="") as handle:
-        return list(csv.reader(handle))
 
 
 def test_utf8mb4_nulls_and_duplicates_round_trip(server, tmp_path, capsys):

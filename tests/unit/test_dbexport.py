@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
-import csv
 import io
 import socket
 import sqlite3
@@ -16,6 +14,7 @@ import pytest
 from collage import dbexport
 from collage.commands import export_urls
 from collage.csv_input import read_rows
+from tests.support.export import export, read_csv
 
 ROWS = [
     # creator, url, updated_at (as stored by an app writing SQLite text)
@@ -43,17 +42,6 @@ def make_db(path: Path, rows=ROWS, table: str = "covers") -> str:
             f'INSERT INTO "{table}" (creator_name, cover_url, updated_at) VALUES (?, ?, ?)', rows
         )
     return f"sqlite:///{path}"
-
-
-def export(*argv: str) -> int:
-    parser = argparse.ArgumentParser()
-    export_urls.add_arguments(parser)
-    return export_urls.run(parser.parse_args(list(argv)))
-
-
-def read_csv(path: Path) -> list[list[str]]:
-    with path.open(encoding="utf-8", newline="") as handle:
-        return list(csv.reader(handle))
 
 
 def workflow_rows(path: Path) -> tuple[list[tuple[str, str, str]], list]:
