@@ -96,8 +96,10 @@ WORKERS_BY_NAME = {"naive": worker_naive, "floor": worker_floor, "pyvips": worke
 
 
 def command(method: str, folder: Path, out: Path) -> list[str]:
-    if method == "engine":
-        return [sys.executable, "-m", "collage.cli", "render", "-o", str(out), str(folder)]
+    if method == "engine":  # the `collage` command users run, installed next to this Python
+        script = Path(sys.executable).with_name("collage")
+        start = [str(script)] if script.exists() else [sys.executable, "-m", "collage.cli"]
+        return [*start, "render", "-o", str(out), str(folder)]
     if method == "montage":
         geometry = f"{TILE[0]}x{TILE[1]}"
         return [

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import os
+import threading
 import time
 from pathlib import Path
 
@@ -10,8 +12,8 @@ import pytest
 from PIL import Image
 
 from collage.engine.download import FetchPolicy
-from collage.engine.pipeline import build_collage
-from collage.engine.render import Layout, placeholder_colours
+from collage.engine.pipeline import build_collage, read_local
+from collage.engine.render import CoverError, Layout, placeholder_colours
 from collage.local.cover_server import CoverServer
 
 SMALL = Layout(rows=2, cols=3, tile_width=64, tile_height=96, background=(0, 0, 0))
@@ -139,6 +141,26 @@ def test_local_file_size_limit(tmp_path: Path) -> None:
     policy = FetchPolicy(max_bytes=100)
     [outcome] = build_collage([source], SMALL, policy=policy).outcomes
     assert outcome.error_code == "too_large"
+
+
+def test_read_local_reads_up_to_the_limit_exactly(tmp_path: Path) -> None:
+    path = tmp_path / "cover.bin"
+    path.write_bytes(b"x" * 100)
+    assert read_local(str(path), 100) == b"x" * 100
+    with pytest.raises(CoverError) as caught:
+        read_local(str(path), 99)
+    assert caught.value.code == "too_large"
+
+
+def test_read_local_reads_a_pipe_without_a_size(tmp_path: Path) -> None:
+    fifo = tmp_path / "cover.fifo"
+    os.mkfifo(fifo)  # st_size 0: read up to the limit
+    writer = threading.Thread(target=fifo.write_bytes, args=(b"y" * 5000,))
+    writer.start()
+    try:
+        assert read_local(str(fifo), 10_000) == b"y" * 5000
+    finally:
+        writer.join(timeout=10)
 
 
 @pytest.fixture

@@ -87,7 +87,6 @@ def run(args: argparse.Namespace) -> int:
     from collage.engine.fetch_policy import FetchPolicy
     from collage.engine.pipeline import build_collage, is_url
     from collage.engine.render import Layout
-    from collage.engine.url_guard import scrub_url
 
     try:
         config = build_config(_overrides(args))
@@ -116,9 +115,12 @@ def run(args: argparse.Namespace) -> int:
         f"{len(paths)} page(s) of {layout.rows}x{layout.cols}, "
         f"{layout.canvas_size[0]}x{layout.canvas_size[1]} px, in {elapsed:.2f} s"
     )
-    for outcome in failed:
-        shown = scrub_url(outcome.source) if is_url(outcome.source) else outcome.source
-        print(f"  failed #{outcome.index + 1} {shown}: {outcome.error_code}: {outcome.error}")
+    if failed:
+        from collage.engine.url_guard import scrub_url  # socket, ipaddress: only when needed
+
+        for outcome in failed:
+            shown = scrub_url(outcome.source) if is_url(outcome.source) else outcome.source
+            print(f"  failed #{outcome.index + 1} {shown}: {outcome.error_code}: {outcome.error}")
     if not result.pages:
         print("collage render: no cover could be rendered; nothing written", file=sys.stderr)
         return 1

@@ -10,7 +10,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from collage.config import ProcessingConfig
-from collage.engine.url_guard import normalize_suffixes, scrub_text
 
 
 @dataclass(frozen=True)
@@ -35,9 +34,13 @@ class FetchPolicy:
             raise ValueError("max_retries and max_redirects must be >= 0, max_bytes >= 1")
         if self.backoff_base < 0 or self.backoff_cap < 0 or self.retry_after_cap < 0:
             raise ValueError("backoff settings must be >= 0")
-        object.__setattr__(
-            self, "allowed_host_suffixes", normalize_suffixes(self.allowed_host_suffixes)
-        )
+        suffixes = tuple(self.allowed_host_suffixes)
+        if suffixes:
+            # url_guard (socket, ipaddress) only when needed: a local render never is.
+            from collage.engine.url_guard import normalize_suffixes
+
+            suffixes = normalize_suffixes(suffixes)
+        object.__setattr__(self, "allowed_host_suffixes", suffixes)
 
     @classmethod
     def from_config(
@@ -73,6 +76,8 @@ class DownloadError(Exception):
         retryable: bool = False,
         retry_after: float | None = None,
     ) -> None:
+        from collage.engine.url_guard import scrub_text
+
         super().__init__(scrub_text(message))
         self.code = code
         self.status = status

@@ -13,7 +13,7 @@ import io
 import math
 from dataclasses import dataclass
 
-from PIL import Image, ImageColor, ImageDraw, features
+from PIL import Image, ImageColor, features
 
 from collage.config import ProcessingConfig
 from collage.engine import formats
@@ -222,6 +222,8 @@ def placeholder_colours(background: tuple[int, int, int]) -> tuple[tuple[int, in
 
 def placeholder_tile(layout: Layout) -> Image.Image:
     """A grey tile with a cross from corner to corner: clearly 'a cover is missing here'."""
+    from PIL import ImageDraw  # with its fonts, only when a cover has failed
+
     fill, cross = placeholder_colours(layout.background)
     width, height = layout.tile_width, layout.tile_height
     tile = Image.new("RGB", (width, height), fill)
