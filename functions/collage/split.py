@@ -4,39 +4,46 @@ The items are written as one JSON array (the Distributed Map's ItemReader input)
 small (at most 100 URLs of at most 2 KiB), so every child's input stays far below the 256 KiB
 payload limit however large the CSV is.
 
-Built for a month's CSV (2M+ rows, random creator order) in bounded memory, in two passes:
-1. stream the CSV (csv_input.read_blocks) and check the rows a block (~1,500 rows) at a time:
-   a block whose every row is plainly fine, by whole-column string operations that run in C,
-   is taken as is; other blocks go row by row (a quick test, else the full check). Creators get
-   an index in order of first appearance; partition `index // partition_creators` keeps its
-   rows as one flat list `[index, line, url, stamp, ...]`. Every `flush_rows` rows the lists
-   are spilled by column (ints as arrays, texts newline-joined, marshalled): in memory up to
-   `spill_memory` bytes, then to a temp file in `spill_dir`.
-2. partition by partition: group the rows by creator, drop duplicates, sort in tile order
-   (dates of one fixed format sort as text; others are parsed), cut, write the item. The
-   partitions are in first-appearance order, so the items come out in it without a merge.
+Built for a month's CSV (2M+ rows, random creator order) in bounded memory, in two passes. On
+CPython the cost is in per-row objects and cache misses, so a row is handled a column at a
+time, by C loops (map, join, split, regex) and numpy arrays, never by a Python statement:
+1. stream the CSV (csv_input.read_blocks) and take each block (~5,000 rows) column by column:
+   creator indexes from a dict of the raw names seen (an index is the rank of the creator's
+   first appearance), URLs by whole-column string checks, dates parsed by numpy into integer
+   microseconds since 1970 UTC when they have one of the usual fixed forms (parse_moment
+   decides the others; bad ones are reported then). A row that these do not settle (a name
+   to normalise, an odd URL) takes the full check, in CSV order where it could make a new
+   creator. After each block the rows are sorted by partition (`index // partition_creators`,
+   a numpy radix sort while the block's strings are still in the CPU cache) and spilled: per
+   partition the creator indexes, lines, date keys and URL hashes as raw arrays, the URLs
+   newline-joined, gathered into records of about `record_bytes`. Records stay in memory up
+   to `spill_memory` bytes, then go to a temp file in `spill_dir`.
+2. partition by partition (its rows arrive in CSV order): a creator whose URL hashes repeat
+   (a duplicate, or rarely a collision) goes row by row, exactly; the others are ordered by
+   (creator, date newest first, line) with one stable numpy sort, cut, and written as slices
+   of two joined texts (the URLs, the lines). The partitions are in first-appearance order,
+   so the items come out in it without a merge.
 Memory: O(flush_rows + spill_memory + creators + one partition), whatever the number of rows;
-the temp file holds the rest (about the size of the CSV). On CPython, cache misses dominate:
-appending to a few long lists, columnar spills and whole-list operations avoid most of them.
-`benchmarks/split_bench.py` measures it on 2,000,000 rows.
+the temp file holds the rest (a little less than the CSV). numpy is imported by this module
+only, which the split step alone loads. `benchmarks/split_bench.py` measures it on 2,000,000
+rows.
 """
 
 from __future__ import annotations
 
 import gc
 import json
-import marshal
 import re
 import tempfile
 import unicodedata
-from array import array
-from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
-from itertools import repeat
-from operator import attrgetter, methodcaller, rshift, sub
+from datetime import UTC, datetime, timedelta
+from itertools import compress, repeat
+from operator import attrgetter
 from typing import IO
+
+import numpy as np
 
 from collage.config import MAX_URL_LENGTH
 from collage.csv_input import (
@@ -51,7 +58,7 @@ from collage.csv_input import (
     parse_moment,
     read_blocks,
 )
-from collage.naming import safe_segment
+from collage.naming import MAX_SAFE_NAME, safe_segment
 
 # A URL that is printable ASCII without spaces, at most MAX_URL_LENGTH long, and starts with
 # http(s)://host/ (host: letters, digits, dots, dashes) always passes csv_input.check_url: the
@@ -59,39 +66,59 @@ from collage.naming import safe_segment
 _URL_OK = re.compile(r"https?://[A-Za-z0-9.-]+/[!-~]*")
 _URL_START = re.compile(r"https?://[A-Za-z0-9.-]+/").match
 _URL_BYTES = bytes([10, *range(33, 127)])  # deleted by translate: a clean column leaves b""
-_TEXT_BYTES = bytes([10, *range(32, 127)])  # the same, spaces allowed
-_strip = methodcaller("strip")
-_z_to_offset = methodcaller("replace", "Z", "+00:00")
-_space_to_t = methodcaller("replace", " ", "T", 1)
 _json_string = json.encoder.encode_basestring  # what json.dumps(ensure_ascii=False) uses
-
-# Dates in one fixed format, each a valid calendar date and time (what parse_moment accepts):
-# for such a creator, sorting the texts sorts the moments, and no datetime need be made.
-_DATE = (
-    r"(?:(?!0000)[0-9]{4}-(?:(?:0[1-9]|1[0-2])-(?:0[1-9]|1[0-9]|2[0-8])"
-    r"|(?:0[13-9]|1[0-2])-(?:29|30)|(?:0[13578]|1[02])-31)"
-    r"|(?:[0-9]{2}(?:0[48]|[2468][048]|[13579][26])|(?:0[48]|[2468][048]|[13579][26])00)-02-29)"
-)
-_TIME = r"(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]"
-_STAMP_FORMATS = {  # (length, character after the date) -> all the texts, newline-ended
-    (20, "T"): re.compile(rf"(?:{_DATE}T{_TIME}Z\n)+"),
-    (25, "T"): re.compile(rf"(?:{_DATE}T{_TIME}\+00:00\n)+"),
-    (19, "T"): re.compile(rf"(?:{_DATE}T{_TIME}\n)+"),  # naive means UTC
-    (19, " "): re.compile(rf"(?:{_DATE} {_TIME}\n)+"),
-    (10, ""): re.compile(rf"(?:{_DATE}\n)+"),
-}
-_from_iso = datetime.fromisoformat
 _by_line = attrgetter("line")
+
+# Dates are kept as microseconds since 1970 UTC: exact, and ordered as the moments are.
+UNDATED = -(1 << 62)  # below every date (years 1-9999), so newest-first puts it last
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+_DAYS_BEFORE_MONTH = np.array([0, 0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334, 365])
+_DAYS_IN_MONTH = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31, 0])
+_YEARS = np.arange(10_000)
+_LEAP = (_YEARS % 4 == 0) & ((_YEARS % 100 != 0) | (_YEARS % 400 == 0))
+# Days from 1970-01-01 to January 1st of each year (proleptic Gregorian, as datetime counts).
+_YEAR_DAYS = (_YEARS - 1) * 365 + (_YEARS - 1) // 4 - (_YEARS - 1) // 100 + (_YEARS - 1) // 400
+_YEAR_DAYS -= _YEAR_DAYS[1970]
+# The forms numpy parses (what parse_moment reads as that UTC moment: "T" or " " before the
+# time, then "Z", "+00:00" or nothing); any other text goes through parse_moment. "d" stands
+# for a digit; by length, the lowest code and the span of codes at each position ("T" checked
+# apart), and each form as a line with its digits as "d" (a space may stand for the "T").
+_FORMS = [b"dddd-dd-dd", b"dddd-dd-ddTdd:dd:dd", b"dddd-dd-ddTdd:dd:ddZ"]
+_FORMS.append(b"dddd-dd-ddTdd:dd:dd+00:00")
+_LOWS = bytes.maketrans(b"dT", b"0\0")
+_SPANS = bytes(9 if code == ord("d") else 255 if code == ord("T") else 0 for code in range(256))
+_SHAPES = {
+    len(form): (
+        np.frombuffer(form.translate(_LOWS), dtype=np.uint8),
+        np.frombuffer(form.translate(_SPANS), dtype=np.uint8),
+    )
+    for form in _FORMS
+}
+_DIGITS_AS_D = bytes.maketrans(b"0123456789", b"dddddddddd")
+_SHAPE_LINES = {
+    len(form): {
+        (form + b"\n").translate(_DIGITS_AS_D),
+        (form.replace(b"T", b" ") + b"\n").translate(_DIGITS_AS_D),
+    }
+    for form in _FORMS
+}
+
+
+def moment_key(moment: datetime | None) -> int:
+    """A parsed updated_at (aware, as parse_moment gives it) as the integer that sorts it."""
+    return UNDATED if moment is None else (moment - _EPOCH) // _MICROSECOND
 
 
 @dataclass(frozen=True)
 class SplitLimits:
     """Memory knobs of split_csv (tests make them tiny to exercise every path)."""
 
-    chunk_bytes: int = 256 * 1024  # CSV bytes read and checked at a time
-    flush_rows: int = 32_768  # rows held unspilled (spilled while still in the CPU cache)
+    chunk_bytes: int = 1 << 20  # CSV bytes read and checked at a time
+    flush_rows: int = 4096  # rows held unspilled (about a block: spilled while in the cache)
     spill_memory: int = 256 << 20  # spilled bytes kept in memory before using the temp file
-    partition_creators: int = 256  # creators sorted together in pass 2 (a power of two)
+    partition_creators: int = 512  # creators sorted together in pass 2 (a power of two)
+    record_bytes: int = 64 << 10  # a partition's spilled rows are gathered into records this big
 
 
 @dataclass
@@ -131,9 +158,8 @@ def split_csv(
 
     Items come in order of the creators' first appearance, each with its covers in tile order
     (newest `updated_at` first, undated last, ties in CSV order). `on_issue` sees each issue
-    as it is found (date and duplicate warnings come in the second pass); `summary.issues`
-    lists them all in line order. Raises csv_input.CsvFileError when the file as a whole is
-    unusable.
+    as it is found (duplicate warnings come in the second pass); `summary.issues` lists them
+    all in line order. Raises csv_input.CsvFileError when the file as a whole is unusable.
     """
     summary = SplitSummary()
 
@@ -142,8 +168,7 @@ def split_csv(
         if on_issue:
             on_issue(issue)
 
-    # Millions of small live objects and no cycles: the cyclic collector would only rescan
-    # them over and over (it doubled the run time).
+    # Many small live objects and no cycles: the cyclic collector would only rescan them.
     collecting = gc.isenabled()
     gc.disable()
     try:
@@ -154,7 +179,7 @@ def split_csv(
             creators.collect(blocks, spill, limits.flush_rows)
             if not creators.names and not creators.nonblank:
                 raise CsvFileError("CSV file has a header but no data rows")
-            _write_items(creators, spill, out, max_images, report, summary)
+            _write_items(creators.names, shift, spill, out, max_images, report, summary)
     finally:
         if collecting:
             gc.enable()
@@ -163,83 +188,144 @@ def split_csv(
 
 
 class _Creators:
-    """Pass 1: every row, kept by partition of creators (in order of first appearance).
-
-    Each creator has an index (its rank of first appearance); partition `index >> shift` keeps
-    the rows of its creators as one flat list `[index, line, url, stamp, ...]` in CSV order:
-    appending to a few long lists misses the CPU cache far less than one list per creator.
-    """
+    """Pass 1: every usable row as (creator index, line, date key, URL hash, URL), spilled by
+    partition, each partition's rows in CSV order."""
 
     def __init__(self, layout: CsvLayout, report: Callable[[RowIssue], None], shift: int) -> None:
         self.layout = layout
         self.report = report
         self.shift = shift
         self.names: list[str] = []  # normalised creator names, by index
-        self.parts: list[list] = []  # unspilled rows by partition
         self.by_name: dict[str, int] = {}  # normalised name -> index
         self.by_field: dict[str, int] = {}  # raw creator_name field -> index
         self.nonblank = 0  # records that went through the full check and were not blank
+        # Pending rows: arrays by block, the URLs in the same order.
+        self.columns: list[tuple[np.ndarray, ...]] = []  # ids, lines, keys, URL hashes
+        self.urls: list[str] = []
+        self.checked: tuple[list, list, list, list] = ([], [], [], [])  # full-check rows
+        self.block_at = (0, 0)  # where the current block's rows start in columns and urls
 
     def collect(self, blocks: Iterator[Block], spill: _Spill, flush_rows: int) -> None:
-        unspilled = compacted = 0
+        needed = self.layout.needed
+        rows, compact_at, compacted = 0, 1 << 18, 0
         for block in blocks:
-            if block.quoted or block.width < self.layout.needed or not self._take_block(block):
-                self._take_rows(block)
-            unspilled += block.count
-            if unspilled >= flush_rows:
-                spill.write(self.parts)
-                compacted += unspilled
-                unspilled = 0
-                if compacted >= 16 * flush_rows:
-                    # Fresh copies of the keys sit together in memory: fewer cache misses.
-                    self.by_field = {_copy(k): v for k, v in self.by_field.items()}
-                    compacted = 0
+            if block.quoted:  # fields may hold newlines: always the full check
+                for line, record in zip(block.line_numbers(), block.records(), strict=True):
+                    self._check(record, line)
+            else:
+                self._settle()  # the rows before this block come first
+                self.block_at = (len(self.columns), len(self.urls))
+                if block.width >= needed:
+                    self._take_uniform(block)
+                else:
+                    self._take_records(block)
+                self._end_block()
+            pending = len(self.urls) + len(self.checked[0])
+            if pending >= flush_rows:
+                self._flush(spill)
+                rows += pending
+                if rows >= compact_at:  # at 256k rows, 512k, 1M...: O(creators) in all
+                    compact_at *= 2
+                    if len(self.by_field) > compacted * 1.1:
+                        # Fresh copies of the keys and values sit together in memory: fewer
+                        # cache and TLB misses on the lookups.
+                        indexes = list(range(len(self.names)))
+                        self.by_field = {_copy(k): indexes[v] for k, v in self.by_field.items()}
+                        compacted = len(self.by_field)
+        self._flush(spill)
+        self.by_field.clear()  # not needed any more: free them before pass 2
+        self.by_name.clear()
 
-    def _take_block(self, block: Block) -> bool:
-        """Take a uniform block whole if every row is plainly fine (whole-column checks)."""
-        layout = self.layout
-        creators, urls = block.column(layout.creator_at), block.column(layout.url_at)
+    def _take_uniform(self, block: Block) -> None:
+        """A block of records with the same number of fields: column by column."""
+        layout, stride, fields = self.layout, block.stride, block.fields
+        assert fields is not None
+        stamps = None
         if layout.updated_at is not None and layout.updated_at < block.width:
             stamps = block.column(layout.updated_at)
-        else:
-            stamps = [""] * block.count
-        if not (_urls_fine(urls) and _names_fine(creators) and _stamps_fine(stamps)):
-            return False
-        ids = list(map(self.by_field.get, creators))
-        if None in ids:  # a creator's first rows (each name is its normalised form)
-            for at, known in enumerate(ids):
-                if known is None:
-                    name = creators[at]
-                    known = self.by_field.get(name)
-                    ids[at] = known if known is not None else self._creator(name, name)
-        parts = map(self.parts.__getitem__, map(rshift, ids, repeat(self.shift)))
-        rows = zip(ids, block.line_numbers(), urls, stamps, strict=True)
-        deque(map(list.extend, parts, rows), 0)
-        return True
+        self._take_columns(
+            block.column(layout.creator_at),
+            block.column(layout.url_at),
+            stamps,
+            np.arange(block.first, block.first + block.count, dtype=np.int64),
+            lambda at: fields[at * stride : at * stride + stride - 1],
+        )
 
-    def _take_rows(self, block: Block) -> None:
-        """Row by row: a quick test for the plain row, the full check for the others."""
-        layout, by_field, parts, shift = self.layout, self.by_field, self.parts, self.shift
-        creator_at, url_at, updated_at = layout.creator_at, layout.url_at, layout.updated_at
-        needed, url_ok = layout.needed, _URL_OK.fullmatch
-        quoted = block.quoted  # fields may hold newlines: always the full check
-        for line, record in zip(block.line_numbers(), block.records(), strict=True):
-            if not quoted and len(record) >= needed:
-                url = record[url_at]
-                stamp = ""
-                if updated_at is not None and updated_at < len(record):
-                    stamp = record[updated_at]
-                index = by_field.get(record[creator_at])
-                if (
-                    index is not None
-                    and len(url) <= MAX_URL_LENGTH
-                    and url_ok(url)
-                    and "\ufffd" not in stamp
-                    and stamp == stamp.strip()
-                ):
-                    parts[index >> shift].extend((index, line, url, stamp))
-                    continue
-            self._check(record, line)
+    def _take_records(self, block: Block) -> None:
+        """Records of varying length: the long enough ones column by column."""
+        layout = self.layout
+        records, lines = block.records(), list(block.line_numbers())
+        wide = [at for at, record in enumerate(records) if len(record) >= layout.needed]
+        rows = [records[at] for at in wide]
+        stamps = None
+        if layout.updated_at is not None:
+            upd = layout.updated_at
+            stamps = [record[upd] if upd < len(record) else "" for record in rows]
+        self._take_columns(
+            [record[layout.creator_at] for record in rows],
+            [record[layout.url_at] for record in rows],
+            stamps,
+            np.array([lines[at] for at in wide], dtype=np.int64),
+            rows.__getitem__,
+        )
+        for at in sorted(set(range(len(records))).difference(wide)):
+            self._check(records[at], lines[at])  # too few fields (or blank): never a creator
+
+    def _take_columns(
+        self,
+        creators: list[str],
+        urls: list[str],
+        stamps: list[str] | None,
+        lines: np.ndarray,
+        record: Callable[[int], list[str]],
+    ) -> None:
+        """Keep the rows that whole-column checks settle; give the others the full check."""
+        count = len(creators)
+        if not count:
+            return
+        ids = np.fromiter(map(self.by_field.get, creators, repeat(-1)), np.int64, count)
+        fine = np.ones(count, dtype=bool) if _urls_fine(urls) else _each(_url_fine, urls)
+        if stamps is None:
+            keys = np.full(count, UNDATED, dtype=np.int64)
+            parsed = np.ones(count, dtype=bool)
+        else:
+            keys, parsed = stamp_keys(stamps)
+            if not parsed.all():  # parse_moment decides a plain text, below
+                odd = np.flatnonzero(~parsed)
+                fine[odd] &= _each(_plain, [stamps[at] for at in odd.tolist()])
+        done = np.zeros(count, dtype=bool)
+        # A new raw name: in CSV order, as a creator's index is its rank of first appearance.
+        for at in np.flatnonzero(ids < 0).tolist():
+            name = creators[at]
+            index = self.by_field.get(name)
+            if index is None and fine[at] and _plain_name(name):
+                index = self._creator(name, name)
+            if index is None or not fine[at]:
+                self._check(record(at), int(lines[at]))  # may make a creator
+                done[at] = True
+            else:
+                ids[at] = index
+        if stamps is not None:
+            for at in np.flatnonzero(fine & ~parsed & ~done).tolist():
+                keys[at] = self._stamp_key(stamps[at], int(ids[at]), int(lines[at]))
+        good = fine & ~done
+        # Hashed while they are in the CPU cache, for the duplicate check in pass 2.
+        hashes = np.fromiter(map(hash, urls), np.int64, count)
+        if good.all():
+            self.columns.append((ids, lines, keys, hashes))
+            self.urls.extend(urls)
+            return
+        self.columns.append((ids[good], lines[good], keys[good], hashes[good]))
+        self.urls.extend(compress(urls, good.tolist()))
+        for at in np.flatnonzero(~fine & ~done).tolist():
+            self._check(record(at), int(lines[at]))  # a known creator: no new index
+
+    def _stamp_key(self, stamp: str, index: int, line: int) -> int:
+        """The key of a plain date that numpy did not parse (reported if bad)."""
+        moment = parse_moment(stamp)
+        if moment is None:
+            self.report(bad_stamp_issue(line, stamp, self.names[index][:80]))
+        return moment_key(moment)
 
     def _check(self, record: list[str], line: int) -> None:
         """The full check of one record."""
@@ -249,11 +335,38 @@ class _Creators:
         row = check_record(record, line, self.layout, self.report)
         if row is None:
             return
-        index = self._creator(record[self.layout.creator_at], row.creator)
-        # A valid date is kept in a canonical form (no whitespace), a bad one was reported.
-        moment = parse_moment(row.updated_at)
-        stamp = moment.isoformat() if moment else ""
-        self.parts[index >> self.shift].extend((index, line, row.url, stamp))
+        ids, lines, keys, urls = self.checked
+        ids.append(self._creator(record[self.layout.creator_at], row.creator))
+        lines.append(line)
+        keys.append(moment_key(parse_moment(row.updated_at)))  # a bad date was reported
+        urls.append(row.url)
+
+    def _end_block(self) -> None:
+        """Merge the fully checked rows of a block into its other rows, in CSV order."""
+        at, url_at = self.block_at
+        if not self.checked[0] or at == len(self.columns):
+            return  # none, or nothing to merge with: they follow the rows before
+        checked, urls = self._checked_columns()
+        columns = [*self.columns[at:], checked]
+        urls = self.urls[url_at:] + urls
+        del self.columns[at:], self.urls[url_at:]
+        columns = [np.concatenate(column) for column in zip(*columns, strict=True)]
+        order = np.argsort(columns[1], kind="stable")  # by line
+        self.columns.append(tuple(column[order] for column in columns))
+        self.urls.extend(map(urls.__getitem__, order.tolist()))
+
+    def _settle(self) -> None:
+        """The fully checked rows pending, as columns (they come after every other row)."""
+        if self.checked[0]:
+            columns, urls = self._checked_columns()
+            self.columns.append(columns)
+            self.urls.extend(urls)
+
+    def _checked_columns(self) -> tuple[tuple[np.ndarray, ...], list[str]]:
+        ids, lines, keys, urls = self.checked
+        self.checked = ([], [], [], [])
+        hashes = np.fromiter(map(hash, urls), np.int64, len(urls))
+        return (np.array(ids), np.array(lines), np.array(keys), hashes), urls
 
     def _creator(self, raw_name: str, name: str) -> int:
         """The index of the creator `name`, made on its first row."""
@@ -261,10 +374,31 @@ class _Creators:
         if index is None:
             index = self.by_name[name] = len(self.names)
             self.names.append(name)
-            if index >> self.shift == len(self.parts):
-                self.parts.append([])
         self.by_field[raw_name] = index
         return index
+
+    def _flush(self, spill: _Spill) -> None:
+        """Spill the pending rows, one record per partition (each in CSV order)."""
+        self._settle()
+        if not self.urls:
+            return
+        columns = [np.concatenate(column) for column in zip(*self.columns, strict=True)]
+        urls = self.urls
+        self.columns, self.urls = [], []
+        parts = columns[0] >> self.shift
+        small = parts.astype(np.int16) if len(self.names) >> self.shift < 1 << 15 else parts
+        order = np.argsort(small, kind="stable")  # radix sort for 16 bits
+        columns = [column[order] for column in columns]
+        columns[0] = columns[0].astype(np.int32)
+        urls = list(map(urls.__getitem__, order.tolist()))
+        counts = np.bincount(parts)
+        ends = np.cumsum(counts).tolist()
+        for part, count in enumerate(counts.tolist()):
+            if count:
+                start, end = ends[part] - count, ends[part]
+                numbers = [column[start:end].tobytes() for column in columns]
+                text = "\n".join(urls[start:end])
+                spill.add(part, numbers, text, 28 * count + len(text))
 
 
 def _copy(text: str) -> str:
@@ -272,7 +406,7 @@ def _copy(text: str) -> str:
 
 
 def _urls_fine(urls: list[str]) -> bool:
-    """Would every URL pass check_url? (A false no sends the rows to the row-by-row path.)"""
+    """Would every URL pass check_url? (A false no sends the rows to a row-by-row test.)"""
     return not (
         "\n".join(urls).encode().translate(None, _URL_BYTES)  # non-ASCII, space, control
         or max(map(len, urls)) > MAX_URL_LENGTH
@@ -280,48 +414,135 @@ def _urls_fine(urls: list[str]) -> bool:
     )
 
 
-def _names_fine(names: list[str]) -> bool:
-    """Is every name its own normalised form (no surrounding whitespace, NFC) and valid?"""
-    joined = "\n".join(names)
-    if joined.isascii():
-        trimmed = _trimmed(joined)
-    else:
-        trimmed = "\ufffd" not in joined and _is_nfc(joined) and list(map(_strip, names)) == names
-    return trimmed and min(map(len, names)) > 0 and max(map(len, names)) <= MAX_CREATOR_NAME_LENGTH
+def _url_fine(url: str) -> bool:
+    return len(url) <= MAX_URL_LENGTH and _URL_OK.fullmatch(url) is not None
 
 
-def _stamps_fine(stamps: list[str]) -> bool:
-    """No surrounding whitespace and valid UTF-8 (the dates themselves are parsed in pass 2)."""
-    joined = "\n".join(stamps)
-    if joined.isascii():
-        return _trimmed(joined)
-    return "\ufffd" not in joined and list(map(_strip, stamps)) == stamps
+def _plain(text: str) -> bool:
+    """No surrounding whitespace, valid UTF-8: check_record would use the text as it is."""
+    return text == text.strip() and "\ufffd" not in text
 
 
-def _trimmed(joined: str) -> bool:
-    """ASCII items joined by newlines: none starts or ends with whitespace? (a control: no)"""
-    return not (
-        joined.encode().translate(None, _TEXT_BYTES)
-        or " \n" in joined
-        or "\n " in joined
-        or joined.startswith(" ")
-        or joined.endswith(" ")
+def _plain_name(name: str) -> bool:
+    """Is the raw name its own normalised form, and a valid creator name?"""
+    return (
+        0 < len(name) <= MAX_CREATOR_NAME_LENGTH
+        and _plain(name)
+        and (name.isascii() or unicodedata.is_normalized("NFC", name))
     )
 
 
-def _is_nfc(text: str) -> bool:
-    return unicodedata.is_normalized("NFC", text)
+def _each(test: Callable[[str], bool], texts: list[str]) -> np.ndarray:
+    return np.fromiter(map(test, texts), bool, len(texts))
+
+
+def stamp_keys(stamps: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(keys, parsed): the date keys of the texts in the fixed forms numpy reads, and which.
+
+    An empty text is undated. A text not parsed (other forms, invalid dates, whitespace) has
+    key UNDATED and parsed False: parse_moment decides it.
+    """
+    count = len(stamps)
+    keys = np.full(count, UNDATED, dtype=np.int64)
+    parsed = np.zeros(count, dtype=bool)
+    joined = "\n".join(stamps) + "\n"
+    rows = None
+    if not joined.isascii():  # other digits, or mojibake: keep them out of the byte view
+        ascii_only = np.fromiter(map(str.isascii, stamps), bool, count)
+        joined = "\n".join(compress(stamps, ascii_only.tolist())) + "\n"
+        rows = np.flatnonzero(ascii_only)
+    data = joined.encode()
+    text = np.frombuffer(data, dtype=np.uint8)
+    ends = np.flatnonzero(text == 10)
+    lengths = np.diff(ends, prepend=-1) - 1
+    if lengths.size and lengths.min() == lengths.max():  # one length: a plain reshape
+        length = int(lengths[0])
+        chars = text.reshape(-1, length + 1)[:, :length]
+        # The usual case, every text of one form: one comparison of the whole column.
+        shaped = length in _SHAPES and _one_form(data, length, len(lengths))
+        groups = [(length, slice(None), chars, shaped)]
+    else:
+        starts = ends - lengths
+        groups = []
+        for length in (0, *_SHAPES):
+            where = np.flatnonzero(lengths == length)
+            if where.size:
+                chars = text[starts[where, None] + np.arange(length)]
+                groups.append((length, where, chars, False))
+    for length, where, chars, shaped in groups:
+        if length == 0:
+            got, ok = UNDATED, True
+        elif length in _SHAPES:
+            got, ok = _parse_fixed(chars, length, shaped)
+        else:
+            continue
+        target = where if rows is None else rows[where]
+        keys[target] = got
+        parsed[target] = ok
+    return keys, parsed
+
+
+def _one_form(data: bytes, length: int, count: int) -> bool:
+    """Are all the newline-ended texts in `data` of one accepted form of this length?"""
+    shape = data.translate(_DIGITS_AS_D)
+    if not any(shape == line * count for line in _SHAPE_LINES[length]):
+        return False
+    return length != 25 or data.count(b"+00:00\n") == count  # its digits were taken as any
+
+
+def _parse_fixed(chars: np.ndarray, length: int, shaped: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of ASCII codes of one length: (microseconds since 1970 UTC, valid).
+
+    `shaped`: every row is known to be of an accepted form (digits where digits go).
+    """
+    if shaped:
+        ok = np.ones(len(chars), dtype=bool)
+    else:
+        low, span = _SHAPES[length]
+        ok = ~((chars - low) > span).any(axis=1)  # digits where digits go, the rest as shown
+        if length > 10:
+            ok &= (chars[:, 10] == ord("T")) | (chars[:, 10] == ord(" "))
+    # Digit by digit, a position's codes contiguous (no BLAS: its threads spin on a busy
+    # machine). A row of another form may give anything: `take` keeps it in the tables, and
+    # ok is False.
+    codes = np.ascontiguousarray(chars.T, dtype=np.int32) - 48
+
+    def number(at: int, size: int) -> np.ndarray:
+        value = codes[at]
+        for digit in range(at + 1, at + size):
+            value = value * 10 + codes[digit]
+        return value
+
+    year, month, day = number(0, 4), number(5, 2), number(8, 2)
+    hour, minute, second = (
+        (number(11, 2), number(14, 2), number(17, 2)) if length > 10 else (0, 0, 0)
+    )
+    leap = _LEAP.take(year, mode="clip")
+    ok &= (year >= 1) & (month >= 1) & (month <= 12) & (day >= 1)
+    ok &= day <= _DAYS_IN_MONTH.take(month, mode="clip") + (leap & (month == 2))
+    ok &= (hour < 24) & (minute < 60) & (second < 60)
+    days = _YEAR_DAYS.take(year, mode="clip") + _DAYS_BEFORE_MONTH.take(month, mode="clip")
+    days += (leap & (month > 2)) + day - 1
+    seconds = days * 86400 + (hour * 3600 + minute * 60 + second)
+    return np.where(ok, seconds * 1_000_000, UNDATED), ok
 
 
 class _Spill:
-    """Spilled rows: marshalled blocks by partition, in memory up to a budget, then on disk."""
+    """Spilled rows by partition, gathered into records of about `record_bytes`: kept as they
+    are up to a memory budget, then written to a temp file."""
 
     def __init__(self, directory: str | None, limits: SplitLimits) -> None:
         self.directory = directory
         self.memory_left = limits.spill_memory
+        self.record_bytes = limits.record_bytes
         self.file: IO[bytes] | None = None
         self.size = 0
-        self.blocks: dict[int, list[bytes | tuple[int, int]]] = {}  # data or (offset, size)
+        # By partition: (size, (number columns..., urls)) in memory, or (offset, their sizes)
+        # in the file.
+        self.records: dict[int, list[tuple]] = {}
+        self.pending: dict[int, list[tuple]] = {}  # pieces of a record, by partition
+        self.pending_bytes: dict[int, int] = {}
+        self.pending_total = 0
 
     def __enter__(self) -> _Spill:
         return self
@@ -330,49 +551,69 @@ class _Spill:
         if self.file is not None:
             self.file.close()
 
-    def write(self, parts: list[list]) -> None:
-        """Move every pending row out (the lists are emptied, not replaced).
+    def add(self, part: int, numbers: list[bytes], urls: str, size: int) -> None:
+        """Rows of a partition: their number columns (raw arrays), the URLs newline-joined."""
+        pieces = self.pending.get(part)
+        if pieces is None:
+            pieces = self.pending[part] = []
+        pieces.append((*numbers, urls))
+        self.pending_total += size
+        size += self.pending_bytes.get(part, 0)
+        self.pending_bytes[part] = size
+        if size >= self.record_bytes:
+            self._store(part)
+        elif self.pending_total > 256 * self.record_bytes:  # many partitions: bound the pieces
+            for waiting in list(self.pending):
+                self._store(waiting)
 
-        Stored by column: two arrays of ints and two newline-joined texts (neither URLs nor
-        kept dates hold a newline) marshal as four memory copies, not four objects a row.
-        """
-        for part, rows in enumerate(parts):
-            if rows:
-                ids, lines = array("q", rows[0::4]).tobytes(), array("q", rows[1::4]).tobytes()
-                data = marshal.dumps((ids, lines, "\n".join(rows[2::4]), "\n".join(rows[3::4])))
-                self.blocks.setdefault(part, []).append(self._store(data))
-                rows.clear()
-
-    def _store(self, data: bytes) -> bytes | tuple[int, int]:
-        if len(data) <= self.memory_left:
-            self.memory_left -= len(data)
-            return data
+    def _store(self, part: int) -> None:
+        """The pending pieces of a partition as one record."""
+        columns = list(zip(*self.pending.pop(part), strict=True))
+        size = self.pending_bytes.pop(part)
+        self.pending_total -= size
+        record = (*(b"".join(column) for column in columns[:-1]), "\n".join(columns[-1]))
+        if size <= self.memory_left:
+            self.memory_left -= size
+            self.records.setdefault(part, []).append((size, record))
+            return
         if self.file is None:
             self.file = tempfile.TemporaryFile(prefix="split-", dir=self.directory)  # noqa: SIM115
-        self.file.write(data)
-        self.size += len(data)
-        return (self.size - len(data), len(data))
+        parts = (*record[:-1], record[-1].encode())
+        self.file.write(b"".join(parts))
+        self.records.setdefault(part, []).append((self.size, tuple(map(len, parts))))
+        self.size += sum(map(len, parts))
 
-    def read(self, part: int) -> Iterator[tuple[list[int], list[int], list[str], list[str]]]:
-        """The spilled rows of one partition by column (ids, lines, urls, stamps), in order."""
-        for stored in self.blocks.pop(part, ()):
-            if isinstance(stored, tuple):
+    def read(self, part: int) -> tuple[list[np.ndarray], str]:
+        """The rows of one partition, in CSV order: the number columns (creator indexes,
+        lines, date keys, URL hashes) and the URLs newline-joined."""
+        if part in self.pending:
+            self._store(part)
+        columns: list[list] = [[] for _ in _COLUMN_TYPES]
+        urls = []
+        for where, record in self.records.pop(part, ()):
+            if isinstance(record[-1], int):  # the sizes of its columns: in the file
                 assert self.file is not None
-                self.file.seek(stored[0])
-                stored = self.file.read(stored[1])
+                self.file.seek(where)
+                data = self.file.read(sum(record))
+                cuts = np.cumsum((0, *record)).tolist()
+                record = tuple(data[cuts[n] : cuts[n + 1]] for n in range(len(cuts) - 1))
+                record = (*record[:-1], record[-1].decode())
             else:
-                self.memory_left += len(stored)
-            ids, lines, urls, stamps = marshal.loads(stored)
-            yield (
-                array("q", ids).tolist(),
-                array("q", lines).tolist(),
-                urls.split("\n"),
-                stamps.split("\n"),
-            )
+                self.memory_left += where  # its size
+            for column, data, dtype in zip(columns, record, _COLUMN_TYPES, strict=False):
+                column.append(np.frombuffer(data, dtype=dtype))
+            urls.append(record[-1])
+        return [np.concatenate(column).astype(np.int64) for column in columns], "\n".join(urls)
+
+
+_COLUMN_TYPES = (np.int32, np.int64, np.int64, np.int64)  # creator index, line, date, URL hash
+_MIX = np.int64(-7046029254386353131)  # 0x9E3779B97F4A7C15: spreads creator indexes over hashes
+_POWERS_OF_TEN = np.array([10**n for n in range(1, 19)], dtype=np.int64)
 
 
 def _write_items(
-    creators: _Creators,
+    names: list[str],
+    shift: int,
     spill: _Spill,
     out: IO[bytes],
     max_images: int,
@@ -380,36 +621,125 @@ def _write_items(
     summary: SplitSummary,
 ) -> None:
     """Pass 2: partition by partition, one item per creator, in first-appearance order."""
-    names, per_partition = creators.names, 1 << creators.shift
-    creators.by_field.clear()  # not needed any more: free them before the sorting
-    creators.by_name.clear()
+    per_partition = 1 << shift
     out.write(b"[")
-    separator = ""
     for part, first in enumerate(range(0, len(names), per_partition)):
         part_names = names[first : first + per_partition]
-        groups: list[list] = [[] for _ in part_names]
-        pending = creators.parts[part]
-        columns = (pending[0::4], pending[1::4], pending[2::4], pending[3::4])
-        creators.parts[part] = []
-        for ids, lines, urls, stamps in (*spill.read(part), columns):
-            deque(map(hash, urls), 0)  # while they are in the cache: the dedupe set reuses it
-            targets = map(groups.__getitem__, map(sub, ids, repeat(first)))
-            deque(map(list.extend, targets, zip(lines, urls, stamps, strict=True)), 0)
-        del pending, columns
-        chunk: list[str] = []
-        for name, rows in zip(part_names, groups, strict=True):
-            urls, lines, used = _tile_order(name, rows, max_images, report)
-            key_name = safe_segment(name)
-            summary.rows += used
-            summary.covers += len(urls)
-            summary.covers_cut += used - len(urls)
-            summary.expected.append((name, key_name))
-            chunk.append(separator)
-            chunk.append(_item_json(name, key_name, urls, lines, used - len(urls)))
-            separator = ",\n"
-        out.write("".join(chunk).encode())
+        key_names = list(map(_key_name, part_names))
+        summary.expected.extend(zip(part_names, key_names, strict=True))
+        (ids, lines, keys, hashes), url_text = spill.read(part)
+        urls = url_text.split("\n")
+        local = ids - first
+        counts = np.bincount(local, minlength=len(part_names))
+        exact = _with_duplicates(local, hashes)
+        order = _tile_order(local, lines, keys, len(part_names))
+        # The first max_images rows of each creator, in tile order, as one text each for the
+        # URLs and the lines: an item takes a slice of both.
+        kept = np.minimum(counts, max_images)
+        rank = np.arange(len(order)) - np.repeat(np.cumsum(counts) - counts, counts)
+        take = order[rank < max_images]
+        url_list = '","'.join(map(urls.__getitem__, take.tolist()))
+        lengths = np.fromiter(map(len, urls), np.int64, len(urls))  # in memory order
+        url_cuts = _cuts(lengths[take] + 3, kept, 3)
+        take_lines = lines[take]
+        line_list, line_lengths = _numbers_text(take_lines)
+        line_cuts = _cuts(line_lengths, kept, 1)
+        summary.rows += int(counts.sum())
+        summary.covers += int(kept.sum())
+        # URLs without quotes or backslashes go into the JSON as they are.
+        plain = '"' not in url_text and "\\" not in url_text
+        items: list[str] = []
+        ends = np.cumsum(kept).tolist()
+        columns = (part_names, key_names, counts.tolist(), kept.tolist(), ends, url_cuts, line_cuts)
+        for at, (name, key_name, count, keep, end, (url_a, url_b), (line_a, line_b)) in enumerate(
+            zip(*columns, strict=True)
+        ):
+            if at in exact:
+                rows = np.flatnonzero(local == at).tolist()
+                item_urls, item_lines, used = _tile_order_rows(
+                    name, lines[rows].tolist(), list(map(urls.__getitem__, rows)),
+                    keys[rows].tolist(), max_images, report,
+                )  # fmt: skip
+                items.append(
+                    _item_json(name, key_name, item_urls, item_lines, used - len(item_urls))
+                )
+                summary.rows += used - count
+                summary.covers += len(item_urls) - keep
+            elif plain and keep:
+                items.append(
+                    f'{{"creator":{_json_string(name)},"name":{_json_string(key_name)},'
+                    f'"urls":["{url_list[url_a:url_b]}"],"lines":[{line_list[line_a:line_b]}],'
+                    f'"cut":{count - keep}}}'
+                )
+            else:
+                item_lines = take_lines[end - keep : end].tolist()
+                item_urls = list(map(urls.__getitem__, take[end - keep : end].tolist()))
+                items.append(_item_json(name, key_name, item_urls, item_lines, count - keep))
+        for at in range(0, len(items), 128):  # written while still in the CPU cache
+            out.write(((",\n" if part or at else "") + ",\n".join(items[at : at + 128])).encode())
     out.write(b"]\n")
+    summary.covers_cut = summary.rows - summary.covers
     summary.creators = len(names)
+
+
+# Names that naming.safe_segment keeps as they are (a test holds the two together): runs of
+# ASCII letters and digits joined by single underscores, MAX_SAFE_NAME at most.
+_SAFE_AS_IS = re.compile(r"[A-Za-z0-9]+(?:_[A-Za-z0-9]+)*").fullmatch
+
+
+def _key_name(name: str) -> str:
+    if len(name) <= MAX_SAFE_NAME and _SAFE_AS_IS(name):
+        return name
+    return safe_segment(name)
+
+
+def _numbers_text(numbers: np.ndarray) -> tuple[str, np.ndarray]:
+    """ ",".join(map(str, numbers)) + "," for positive numbers, and each one's length + 1."""
+    if not len(numbers):
+        return "", numbers
+    digits = np.searchsorted(_POWERS_OF_TEN, numbers, "right") + 1
+    ends = np.cumsum(digits + 1)
+    text = np.full(int(ends[-1]), ord(","), dtype=np.uint8)
+    place, rest = ends - 2, numbers  # each number's last digit, right to left
+    for digit in range(int(digits.max())):
+        if digit >= digits.min():
+            live = digits > digit
+            place, rest, digits = place[live], rest[live], digits[live]
+        text[place] = 48 + rest % 10
+        place, rest = place - 1, rest // 10
+    return text.tobytes().decode(), np.diff(ends, prepend=0)
+
+
+def _cuts(lengths: np.ndarray, kept: np.ndarray, tail: int) -> list[tuple[int, int]]:
+    """(start, end) in the joined text of each creator's run of kept items, whose lengths
+    (separator included) are `lengths`; `tail` is the separator's length."""
+    ends = np.concatenate(([0], np.cumsum(lengths)))
+    last = np.cumsum(kept)
+    return list(zip(ends[last - kept].tolist(), (ends[last] - tail).tolist(), strict=True))
+
+
+def _with_duplicates(local: np.ndarray, hashes: np.ndarray) -> set[int]:
+    """The creators (local indexes) that may have a URL twice: every one that has, and those
+    whose URL hashes collide (they only cost time: they go row by row)."""
+    mixed = hashes + local * _MIX
+    ordered = np.sort(mixed)
+    twice = ordered[1:][ordered[1:] == ordered[:-1]]
+    return set(local[np.isin(mixed, twice)].tolist()) if twice.size else set()
+
+
+def _tile_order(
+    local: np.ndarray, lines: np.ndarray, keys: np.ndarray, creators: int
+) -> np.ndarray:
+    """The rows ordered by creator, newest first (undated last), then CSV order."""
+    if len(lines) > 1 and (lines[1:] > lines[:-1]).all():  # in CSV order, as spilled
+        dated = keys != UNDATED
+        newest = int(keys.max())
+        oldest = int(keys[dated].min()) if dated.any() else newest
+        span = newest - oldest + 2  # ranks 0 (newest) .. span - 2 (oldest), span - 1 undated
+        if span * creators < 1 << 62:  # creator * span + rank fits: one stable sort
+            rank = np.where(dated, newest - keys, span - 1)
+            return np.argsort(local * span + rank, kind="stable")
+    return np.lexsort((lines, -keys, local))
 
 
 def _item_json(name: str, key_name: str, urls: list[str], lines: list[int], cut: int) -> str:
@@ -425,69 +755,24 @@ def _item_json(name: str, key_name: str, urls: list[str], lines: list[int], cut:
     )
 
 
-def _tile_order(
-    name: str, rows: list, max_images: int, report: Callable[[RowIssue], None]
-) -> tuple[list[str], list[int], int]:
-    """(urls, lines) of one creator's first `max_images` covers in tile order, and the rows used.
-
-    `rows` is `[line, url, stamp, ...]` in CSV order. The common case (every date present and
-    valid, no duplicates) runs as whole-list operations; any other goes row by row.
-    """
-    lines, urls, stamps = rows[0::3], rows[1::3], rows[2::3]
-    if len(set(urls)) == len(urls):
-        # Newest first; sorted() keeps equal keys in CSV order even when reversed.
-        first = stamps[0]
-        uniform = _STAMP_FORMATS.get((len(first), first[10:11]))
-        if uniform and uniform.fullmatch("\n".join(stamps) + "\n"):
-            order = sorted(range(len(urls)), key=stamps.__getitem__, reverse=True)
-        else:
-            texts = map(_z_to_offset, stamps)  # parse_moment's steps (the stamps are stripped)
-            if " " in "".join(stamps):
-                texts = map(_space_to_t, texts)
-            try:
-                moments = list(map(_from_iso, texts))
-                order = sorted(range(len(urls)), key=moments.__getitem__, reverse=True)
-            except (ValueError, TypeError):  # a missing or bad date; naive and aware dates
-                order = None
-        if order is not None:
-            del order[max_images:]
-            return (
-                list(map(urls.__getitem__, order)),
-                list(map(lines.__getitem__, order)),
-                len(urls),
-            )
-    return _tile_order_rows(name, lines, urls, stamps, max_images, report)
-
-
 def _tile_order_rows(
     name: str,
     lines: list[int],
     urls: list[str],
-    stamps: list[str],
+    keys: list[int],
     max_images: int,
     report: Callable[[RowIssue], None],
 ) -> tuple[list[str], list[int], int]:
-    """_tile_order row by row: date warnings, duplicate warnings, undated rows last."""
+    """(urls, lines) of one creator's first covers in tile order, and the rows used, with
+    duplicate warnings: row by row, in CSV order."""
     seen: dict[str, int] = {}
-    dated: list[tuple[datetime, int, str]] = []  # (moment, -line, url): sorts newest first
-    undated: list[tuple[int, str]] = []
-    for line, url, stamp in zip(lines, urls, stamps, strict=True):
-        moment = parse_moment(stamp) if stamp else None
-        if moment is None and stamp:
-            report(bad_stamp_issue(line, stamp.strip(), name[:80]))
+    rows: list[tuple[int, int, str]] = []  # (-key, line, url): sorts newest first
+    for line, url, key in sorted(zip(lines, urls, keys, strict=True)):
         first = seen.setdefault(url, line)
         if first != line:
             report(RowIssue(line, f"duplicate of line {first}; skipped", "warning", name))
             continue
-        if moment is None:
-            undated.append((line, url))
-        else:
-            dated.append((moment, -line, url))
-    dated.sort(reverse=True)
-    kept = dated[:max_images]
-    out_urls = [url for _, _, url in kept]
-    out_lines = [-line for _, line, _ in kept]
-    for line, url in undated[: max(0, max_images - len(kept))]:
-        out_urls.append(url)
-        out_lines.append(line)
-    return out_urls, out_lines, len(dated) + len(undated)
+        rows.append((-key, line, url))
+    rows.sort()
+    kept = rows[:max_images]
+    return [url for _, _, url in kept], [line for _, line, _ in kept], len(rows)

@@ -83,8 +83,13 @@ def test_sam_build_packages_every_function(tmp_path):
         assert (package / "PIL").is_dir() and (package / "aws_lambda_powertools").is_dir(), function
     # The default architecture is arm64: the compiled parts must be aarch64 ELF files.
     (imaging,) = (build / "RenderFunction" / "PIL").glob("_imaging.cpython-311-*.so")
-    header = imaging.read_bytes()[:20]
-    assert header[:4] == b"\x7fELF" and int.from_bytes(header[18:20], "little") == 0xB7
+    (umath,) = (build / "SplitFunction" / "numpy").glob("_core/_multiarray_umath.cpython-311-*.so")
+    for binary in (imaging, umath):
+        header = binary.read_bytes()[:20]
+        assert header[:4] == b"\x7fELF" and int.from_bytes(header[18:20], "little") == 0xB7
+    # Lambda's limit for an unzipped package is 250 MB.
+    size = sum(f.stat().st_size for f in (build / "SplitFunction").rglob("*") if f.is_file())
+    assert size < 250 * 1024 * 1024 * 0.8, size
     built = (build / "template.yaml").read_text()
     assert "collage_workflow.asl.json" in built
 

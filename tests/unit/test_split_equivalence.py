@@ -253,7 +253,9 @@ def messy_csv(rnd: random.Random, rows: int) -> bytes:
     return data
 
 
-TINY = SplitLimits(chunk_bytes=97, flush_rows=7, spill_memory=300, partition_creators=2)
+TINY = SplitLimits(
+    chunk_bytes=97, flush_rows=7, spill_memory=300, partition_creators=2, record_bytes=100
+)
 LIMITS = [SplitLimits(), TINY, SplitLimits(chunk_bytes=4096, flush_rows=50, spill_memory=0)]
 
 
@@ -299,7 +301,12 @@ def plain_csv(rnd: random.Random, rows: int, creators: int) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
-@pytest.mark.parametrize("limits", [*LIMITS[1:], SplitLimits(chunk_bytes=2048, flush_rows=300)])
+MANY_PARTS = SplitLimits(chunk_bytes=2048, flush_rows=64, partition_creators=1, record_bytes=40)
+
+
+@pytest.mark.parametrize(
+    "limits", [*LIMITS[1:], SplitLimits(chunk_bytes=2048, flush_rows=300), MANY_PARTS]
+)
 def test_bulk_csv_gives_what_the_plain_implementation_gave(limits, tmp_path):
     data = plain_csv(random.Random(5), 3000, 150)
     want = reference_split(data, 10)
@@ -318,3 +325,39 @@ def test_the_collector_is_left_as_it_was():
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+FORMS = [
+    "2025-01-{d:02d}T{h:02d}:00:00Z", "2025-01-{d:02d}T{h:02d}:00:00+00:00",
+    "2025-01-{d:02d}T{h:02d}:00:00", "2025-01-{d:02d} {h:02d}:00:00", "2025-01-{d:02d}",
+    "2025-01-{d:02d}T{h:02d}:00:00+02:00", "2025-01-{d:02d}T{h:02d}:00:00.5Z", "",
+    "2025-02-{d:02d}", "2025-01-{d:02d}T{h:02d}:60:00Z",
+]  # fmt: skip
+
+
+def varied_csv(rnd: random.Random, rows: int, forms: list[str]) -> bytes:
+    """Plain rows in bulk, with the dates in several forms and a few names to normalise."""
+    lines = ["creator_name,cover_url,updated_at"]
+    for n in range(rows):
+        stamp = rnd.choice(forms).format(d=rnd.randint(1, 31), h=rnd.randint(0, 23))
+        name = f"user_{rnd.randrange(40)}"
+        if n % 37 == 0:
+            name = rnd.choice([f" {name}", "Zoe\u0308", "Zoë", f"new_{n}"])
+        url = f"https://p16-sign-va.tiktokcdn.com/obj/{rnd.randrange(200):04x}.jpeg"
+        lines.append(f"{name},{url},{stamp}")
+    return ("\n".join(lines) + "\n").encode()
+
+
+@pytest.mark.parametrize("forms", [FORMS, FORMS[:1], FORMS[4:5], FORMS[1:3], FORMS[5:6]])
+def test_dates_in_every_form_give_what_the_plain_implementation_gave(forms, tmp_path):
+    data = varied_csv(random.Random(len(forms)), 2500, forms)
+    want = reference_split(data, 7)
+    for limits in LIMITS:
+        assert run_split(data, 7, limits, tmp_path) == want
+
+
+def test_many_partitions_at_once_give_what_the_plain_implementation_gave(tmp_path):
+    # Pending pieces of 1,500 partitions outgrow their bound: all are stored early.
+    data = plain_csv(random.Random(8), 4000, 1500)
+    limits = SplitLimits(flush_rows=64, partition_creators=1, record_bytes=200)
+    assert run_split(data, 10, limits, tmp_path) == reference_split(data, 10)
