@@ -139,6 +139,12 @@ def finish_run(
         else []
     )
     row_issues = aws.get_json(temp_bucket, f"{run['temp_prefix']}row-issues.json") or []
+    unlisted = (split or {}).get("row_issues_unlisted", 0)
+    all_issues = None
+    if unlisted:  # too many to list in the report: the full list goes next to it
+        all_issues = report_key(run).removesuffix(".json") + "_row_issues.jsonl"
+        source = f"{run['temp_prefix']}row-issues.jsonl"
+        aws.copy_object(temp_bucket, source, output_bucket, all_issues)
     status = "failed" if error else "succeeded"
     run_totals = totals(records, split or {})
     problems = (
@@ -164,7 +170,9 @@ def finish_run(
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "config": dict(config),
         "totals": run_totals,
-        "row_issues": row_issues,
+        "row_issues": row_issues,  # by line; the first ones when there are very many
+        "row_issues_unlisted": unlisted,
+        "row_issues_all": f"s3://{output_bucket}/{all_issues}" if all_issues else None,
         "creators": records,
     }
     key = report_key(run)

@@ -81,11 +81,16 @@ def list_keys(bucket: str, prefix: str) -> list[str]:
     ]
 
 
+def copy_object(bucket: str, key: str, dest_bucket: str, dest_key: str) -> None:
+    """A server-side copy (in parts when large): nothing passes through this process."""
+    client("s3").copy({"Bucket": bucket, "Key": key}, dest_bucket, dest_key)
+
+
 def move_object(bucket: str, key: str, dest_bucket: str, dest_key: str) -> None:
     """Copy, then delete (S3 has no rename). Moving a key that is gone already is a no-op."""
     if head_object(bucket, key) is None:
         return
-    client("s3").copy({"Bucket": bucket, "Key": key}, dest_bucket, dest_key)
+    copy_object(bucket, key, dest_bucket, dest_key)
     client("s3").delete_object(Bucket=bucket, Key=key)
 
 

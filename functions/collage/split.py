@@ -119,6 +119,7 @@ class SplitLimits:
     spill_memory: int = 256 << 20  # spilled bytes kept in memory before using the temp file
     partition_creators: int = 512  # creators sorted together in pass 2 (a power of two)
     record_bytes: int = 64 << 10  # a partition's spilled rows are gathered into records this big
+    listed_issues: int = 10_000  # row issues kept in the summary (all are counted and reported)
 
 
 @dataclass
@@ -127,22 +128,40 @@ class SplitSummary:
     creators: int = 0
     covers: int = 0  # covers that will be rendered (after the per-creator cut)
     covers_cut: int = 0  # covers beyond max_images_per_creator
-    issues: list[RowIssue] = field(default_factory=list)  # in line order
+    # The issues with the lowest line numbers, in line order: at most SplitLimits.listed_issues
+    # (a CSV whose every row has a bad date would otherwise hold millions); on_issue sees all.
+    issues: list[RowIssue] = field(default_factory=list)
     expected: list[tuple[str, str]] = field(default_factory=list)  # (creator, key name)
+    rows_rejected: int = 0  # issues of severity "error", listed or not
+    row_warnings: int = 0
 
     @property
-    def rows_rejected(self) -> int:
-        return sum(1 for issue in self.issues if issue.severity == "error")
+    def issues_unlisted(self) -> int:
+        return self.rows_rejected + self.row_warnings - len(self.issues)
 
     def to_dict(self) -> dict:
         return {
             "rows": self.rows,
             "rows_rejected": self.rows_rejected,
-            "row_warnings": len(self.issues) - self.rows_rejected,
+            "row_warnings": self.row_warnings,
+            "row_issues_unlisted": self.issues_unlisted,
             "creators": self.creators,
             "covers": self.covers,
             "covers_cut": self.covers_cut,
         }
+
+    def add_issue(self, issue: RowIssue, listed: int) -> None:
+        if issue.severity == "error":
+            self.rows_rejected += 1
+        else:
+            self.row_warnings += 1
+        self.issues.append(issue)
+        if len(self.issues) >= 2 * listed:  # trimmed now and then: amortised O(1) an issue
+            self.trim_issues(listed)
+
+    def trim_issues(self, listed: int) -> None:
+        self.issues.sort(key=_by_line)
+        del self.issues[listed:]
 
 
 def split_csv(
@@ -158,13 +177,15 @@ def split_csv(
 
     Items come in order of the creators' first appearance, each with its covers in tile order
     (newest `updated_at` first, undated last, ties in CSV order). `on_issue` sees each issue
-    as it is found (duplicate warnings come in the second pass); `summary.issues` lists them
-    all in line order. Raises csv_input.CsvFileError when the file as a whole is unusable.
+    as it is found (duplicate warnings come in the second pass); `summary.issues` lists the
+    first `limits.listed_issues` of them in line order and counts them all. Raises
+    csv_input.CsvFileError when the file as a whole is unusable.
     """
     summary = SplitSummary()
+    listed = max(1, limits.listed_issues)
 
     def report(issue: RowIssue) -> None:
-        summary.issues.append(issue)
+        summary.add_issue(issue, listed)
         if on_issue:
             on_issue(issue)
 
@@ -183,7 +204,7 @@ def split_csv(
     finally:
         if collecting:
             gc.enable()
-    summary.issues.sort(key=_by_line)
+    summary.trim_issues(listed)
     return summary
 
 

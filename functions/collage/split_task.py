@@ -3,27 +3,34 @@
 Writes into the run's temp area:
 - `items.json`: the Distributed Map's item source (one item per creator);
 - `expected.json`: `[creator, name]` pairs, so the aggregator can name creators without results;
-- `row-issues.json`: every rejected row or warning, with its line number.
+- `row-issues.json`: the rejected rows and warnings with the lowest line numbers (10,000 at
+  most), and, when there are more, `row-issues.jsonl`: every one, a JSON object a line.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import IO, Any
 
 from collage import aws
 from collage.config import config_from_dict
-from collage.csv_input import CsvFileError
+from collage.csv_input import CsvFileError, RowIssue
 from collage.errors import retried_when_transient
 from collage.runs import ARCHIVE_PREFIX, FAILED_PREFIX, parked_key
-from collage.split import split_csv
+from collage.split import SplitLimits, split_csv
 
 
 @retried_when_transient
 def split_run(
-    run: Mapping[str, Any], config: Mapping[str, Any], *, temp_bucket: str
+    run: Mapping[str, Any],
+    config: Mapping[str, Any],
+    *,
+    temp_bucket: str,
+    limits: SplitLimits | None = None,  # tests make them tiny
 ) -> dict[str, Any]:
     """Split the run's CSV; return the small summary the state machine carries to the map.
 
@@ -33,7 +40,7 @@ def split_run(
     from botocore.exceptions import ClientError
 
     try:
-        return _split(run, config, temp_bucket)
+        return _split(run, config, temp_bucket, limits or SplitLimits())
     except ClientError as error:
         if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
             raise CsvFileError(
@@ -58,20 +65,40 @@ def _open_csv(run: Mapping[str, Any]) -> Any:
     raise AssertionError("unreachable")
 
 
-def _split(run: Mapping[str, Any], config: Mapping[str, Any], temp_bucket: str) -> dict[str, Any]:
+@contextmanager
+def _spool(suffix: str) -> Iterator[IO[bytes]]:
+    """A file in /tmp for output too large to hold in memory, removed afterwards."""
+    handle = tempfile.NamedTemporaryFile(suffix=suffix, delete=False)  # noqa: SIM115
+    try:
+        yield handle
+    finally:
+        handle.close()
+        os.unlink(handle.name)
+
+
+def _split(
+    run: Mapping[str, Any], config: Mapping[str, Any], temp_bucket: str, limits: SplitLimits
+) -> dict[str, Any]:
     settings = config_from_dict(config)
     prefix = run["temp_prefix"]
     items_key = f"{prefix}items.json"
     body = _open_csv(run)
-    # The items can be hundreds of MB for a month's CSV: spool them to /tmp, then upload in parts.
-    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as spool:
-        try:
-            with body:
-                summary = split_csv(body, spool, settings.max_images_per_creator)
-            spool.close()
-            aws.upload_file(spool.name, temp_bucket, items_key, "application/json")
-        finally:
-            os.unlink(spool.name)
+    # The items can be hundreds of MB for a month's CSV, and the issues as many as the rows:
+    # both are spooled to /tmp, then uploaded (in parts).
+    with _spool(".json") as items, _spool(".jsonl") as issues:
+
+        def keep(issue: RowIssue) -> None:
+            issues.write(json.dumps(issue.to_dict(), ensure_ascii=False).encode() + b"\n")
+
+        with body:
+            summary = split_csv(body, items, settings.max_images_per_creator, keep, limits=limits)
+        items.close()
+        issues.close()
+        aws.upload_file(items.name, temp_bucket, items_key, "application/json")
+        if summary.issues_unlisted:
+            aws.upload_file(
+                issues.name, temp_bucket, f"{prefix}row-issues.jsonl", "application/x-ndjson"
+            )
     aws.put_json(temp_bucket, f"{prefix}expected.json", summary.expected)
     aws.put_json(temp_bucket, f"{prefix}row-issues.json", [i.to_dict() for i in summary.issues])
     return {"items_key": items_key, **summary.to_dict()}

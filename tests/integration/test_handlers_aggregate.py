@@ -123,6 +123,8 @@ def test_a_successful_run_archives_the_csv_and_reports_every_field(buckets):
         "config",
         "totals",
         "row_issues",
+        "row_issues_unlisted",
+        "row_issues_all",
         "creators",
     }
     assert report["run_id"] == RUN["id"] and report["status"] == "succeeded"
@@ -133,6 +135,7 @@ def test_a_successful_run_archives_the_csv_and_reports_every_field(buckets):
     assert report["row_issues"] == [
         {"line": 4, "severity": "warning", "creator": "x", "message": "duplicate"}
     ]
+    assert report["row_issues_unlisted"] == 0 and report["row_issues_all"] is None
     assert summary["report"] == f"s3://hs-output/{REPORT}"
     assert summary["collages_at"] == f"s3://hs-output/{RUN['output_prefix']}"
     assert aws.list_keys(buckets["output"], "") == [REPORT]  # nothing else, nowhere else

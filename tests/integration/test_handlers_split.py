@@ -62,6 +62,7 @@ def test_items_expected_and_row_issues_are_written(buckets):
         "rows": 4,
         "rows_rejected": 1,
         "row_warnings": 1,
+        "row_issues_unlisted": 0,
         "creators": 2,
         "covers": 3,
         "covers_cut": 1,
@@ -89,6 +90,38 @@ def test_items_expected_and_row_issues_are_written(buckets):
     assert [(i["line"], i["severity"]) for i in issues] == [(5, "error"), (7, "warning")]
     assert "scheme" in issues[0]["message"] and "line 2" in issues[1]["message"]
     assert aws.list_keys(buckets["input"], "") == ["csv-files/covers.csv"]  # left in place
+    assert aws.head_object(buckets["temp"], "runs/covers-0123456789/row-issues.jsonl") is None
+
+
+def test_issues_past_the_listed_ones_are_all_kept_and_reach_the_report(buckets):
+    from collage.aggregate import finish_run
+    from collage.split import SplitLimits
+
+    bad = "".join(f"c{n},https://cdn.example/{n}.jpg,01/0{n}/2025\n" for n in range(1, 6))
+    run = put_csv(buckets, "creator_name,cover_url,updated_at\n" + bad + "x,ftp://no,\n")
+    limits = SplitLimits(listed_issues=2)
+    summary = split_run(run, CONFIG, temp_bucket=buckets["temp"], limits=limits)
+
+    assert (summary["row_warnings"], summary["rows_rejected"]) == (5, 1)
+    assert summary["row_issues_unlisted"] == 4
+    listed = aws.get_json(buckets["temp"], "runs/covers-0123456789/row-issues.json")
+    assert [issue["line"] for issue in listed] == [2, 3]
+
+    aws.put_json(buckets["temp"], "runs/covers-0123456789/expected.json", [])
+    report = finish_run(
+        run, CONFIG, summary, input_bucket=buckets["input"], output_bucket=buckets["output"],
+        temp_bucket=buckets["temp"],
+    )  # fmt: skip
+    document = aws.get_json(buckets["output"], report["report"].split("/", 3)[3])
+    assert [issue["line"] for issue in document["row_issues"]] == [2, 3]
+    assert document["row_issues_unlisted"] == 4
+    key = "s3-trigger/csv-files/covers/collages/report_20250119T103000Z_row_issues.jsonl"
+    assert document["row_issues_all"] == f"s3://{buckets['output']}/{key}"
+    with aws.open_object(buckets["output"], key) as body:
+        every = [json.loads(line) for line in body.read().decode().splitlines()]
+    assert sorted(issue["line"] for issue in every) == [2, 3, 4, 5, 6, 7]
+    assert {issue["severity"] for issue in every} == {"warning", "error"}
+    assert all(issue["message"] for issue in every)
 
 
 def test_handler_returns_every_field_the_state_machine_selects(buckets):

@@ -24,6 +24,7 @@ def test_one_item_per_creator_in_first_appearance_order():
         "rows": 3,
         "rows_rejected": 0,
         "row_warnings": 0,
+        "row_issues_unlisted": 0,
         "creators": 2,
         "covers": 3,
         "covers_cut": 0,
@@ -69,3 +70,24 @@ def test_every_item_stays_far_below_the_payload_limit():
     rows = "".join(f"a,{url}{n},\n" for n in range(200))
     _, items = run_split("creator_name,cover_url,updated_at\n" + rows, max_images=100)
     assert len(json.dumps(items[0]).encode()) < 256 * 1024 * 0.9
+
+
+def test_the_summary_lists_the_first_issues_and_counts_them_all():
+    from collage.csv_input import RowIssue
+    from collage.split import SplitLimits, split_csv
+
+    rows = [f"c{n},https://x.example/{n}.jpg,yesterday\n" for n in range(6)]  # lines 2-7: warnings
+    rows += ["c9,not a url,\n", ",https://x.example/none.jpg,\n"]  # lines 8, 9: errors
+    rows.append(rows[0])  # line 10: a bad date again, and a duplicate of line 2 (second pass)
+    seen: list[RowIssue] = []
+    summary = split_csv(
+        io.BytesIO(("creator_name,cover_url,updated_at\n" + "".join(rows)).encode()),
+        io.BytesIO(),
+        35,
+        seen.append,
+        limits=SplitLimits(listed_issues=3),
+    )
+    assert [issue.line for issue in summary.issues] == [2, 3, 4]
+    assert sorted(issue.line for issue in seen) == [*range(2, 11), 10]  # every one reported
+    assert (summary.rows_rejected, summary.row_warnings, summary.issues_unlisted) == (2, 8, 7)
+    assert summary.to_dict()["row_issues_unlisted"] == 7

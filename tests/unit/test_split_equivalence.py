@@ -171,6 +171,7 @@ def reference_split(data: bytes, max_images: int) -> tuple[bytes, dict, list, li
         "rows": totals["rows"],
         "rows_rejected": rejected,
         "row_warnings": len(issues) - rejected,
+        "row_issues_unlisted": 0,
         "creators": len(groups),
         "covers": totals["covers"],
         "covers_cut": totals["covers_cut"],
