@@ -49,13 +49,13 @@ DEFAULT_MEASURED = {
     "render": {
         # CPU of a whole `collage render` process (interpreter start and imports included, so
         # more than a warm Lambda spends): one 5x7 collage from 35 1080x1920 JPEG covers.
-        "engine_cpu_seconds": 0.424,
-        "engine_wall_seconds": 0.31,
+        "engine_cpu_seconds": 0.388,
+        "engine_wall_seconds": 0.272,
         "task_wall_seconds": 0.555,  # build_collage with 100 ms per download, 8 workers
-        "peak_rss_mb": 37.5,
+        "peak_rss_mb": 36.1,
         "collage_bytes": 617_644,
     },
-    "split": {"rows": 2_000_000, "wall_seconds": 12.5, "peak_rss_mb": 308},
+    "split": {"rows": 2_000_000, "wall_seconds": 6.52, "peak_rss_mb": 340},
 }
 
 
