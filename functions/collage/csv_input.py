@@ -17,10 +17,13 @@ import unicodedata
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import IO
+from typing import IO, TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from collage.config import MAX_URL_LENGTH
+
+if TYPE_CHECKING:
+    from collage.raw_lines import RawLines
 
 REQUIRED_COLUMNS = ("creator_name", "cover_url")
 OPTIONAL_COLUMNS = ("updated_at",)
@@ -83,10 +86,11 @@ class Block:
     A quote-free run of lines whose records all have the same number of fields is kept as one
     flat list (`fields`: each record's fields then a "\\n" marker, `stride` = width + 1), so
     a column is a slice; other records come as lists of fields. `quoted` marks a record parsed
-    by csv.reader (its fields may hold newlines).
+    by csv.reader (its fields may hold newlines). When asked for, quote-free lines may also
+    come undecoded, located by numpy (`raw`: whole lines, each ended by a newline, no CR).
     """
 
-    __slots__ = ("count", "fields", "first", "lines", "quoted", "rows", "stride")
+    __slots__ = ("count", "fields", "first", "lines", "quoted", "raw", "rows", "stride")
 
     def __init__(
         self,
@@ -98,6 +102,7 @@ class Block:
         rows: list[list[str]] | None = None,
         lines: list[int] | None = None,
         quoted: bool = False,
+        raw: RawLines | None = None,
     ) -> None:
         self.first = first
         self.count = count
@@ -106,6 +111,7 @@ class Block:
         self.rows = rows
         self.lines = lines
         self.quoted = quoted
+        self.raw = raw
 
     @property
     def width(self) -> int:
@@ -120,6 +126,8 @@ class Block:
     def records(self) -> list[list[str]]:
         if self.rows is not None:
             return self.rows
+        if self.raw is not None:
+            return list(map(self.raw.line, range(self.raw.count)))
         assert self.fields is not None
         fields, stride = self.fields, self.stride
         rows = [fields[at : at + stride - 1] for at in range(0, self.count * stride, stride)]
@@ -215,26 +223,35 @@ class _Tokenizer:
         self.line = 0  # physical lines consumed
         self._reader = csv.reader(self._lines())
 
-    def _refill(self) -> bool:
-        """Load the next chunk of whole lines into `text`; False at the end of the data."""
+    def _read_chunk(self) -> bytes | None:
+        """The next chunk of whole lines (the last may lack its newline), None at the end."""
         while True:
             data = self._raw.read(self._chunk_bytes)
             if not data:
                 if not self._tail:
-                    return False
+                    return None
                 chunk, self._tail = b"".join(self._tail), []
-                break
+                return chunk
             cut = data.rfind(b"\n") + 1
             if cut:
                 chunk = b"".join([*self._tail, data[:cut]])
                 self._tail = [data[cut:]] if cut < len(data) else []
-                break
+                return chunk
             self._tail.append(data)
+
+    def _refill(self) -> bool:
+        """Load the next chunk of whole lines into `text`; False at the end of the data."""
+        chunk = self._read_chunk()
+        if chunk is None:
+            return False
+        self._set_text(chunk)
+        return True
+
+    def _set_text(self, chunk: bytes) -> None:
         # 'replace' keeps going past invalid bytes; rows that contain U+FFFD are then reported.
         self.text = chunk.decode("utf-8-sig" if self._first else "utf-8", "replace")
         self._first = False
         self.pos = 0
-        return True
 
     def _lines(self) -> Iterator[str]:
         """Physical lines as TextIOWrapper(newline='') yields them: ended by LF, CRLF or CR."""
@@ -260,12 +277,22 @@ class _Tokenizer:
         except csv.Error as error:
             raise CsvFileError(f"CSV header cannot be read: {error}") from None
 
-    def blocks(self, on_issue: Callable[[RowIssue], None]) -> Iterator[Block]:
+    def blocks(self, on_issue: Callable[[RowIssue], None], raw: bool = False) -> Iterator[Block]:
         while True:
             text, pos = self.text, self.pos
             if pos >= len(text):
-                if not self._refill():
+                chunk = self._read_chunk()
+                if chunk is None:
                     return
+                if raw:
+                    lines, chunk = _raw_lines(chunk)
+                    if lines:
+                        from collage.raw_lines import RawLines  # numpy: only for the split
+
+                        block = RawLines(lines)
+                        yield Block(self.line + 1, block.count, raw=block)
+                        self.line += block.count
+                self._set_text(chunk)
                 continue
             quote = text.find('"', pos)
             end = len(text) if quote == -1 else text.rfind("\n", pos, quote) + 1
@@ -317,7 +344,25 @@ class _Tokenizer:
         return block
 
 
-def _may_hold_long_line(text: str) -> bool:
+def _raw_lines(chunk: bytes) -> tuple[bytes, bytes]:
+    """(whole lines before the chunk's first quote, with CRLF made LF; the rest of the chunk).
+
+    The lines are left to the caller as bytes, split as csv.reader would split them; the rest
+    goes through the text path. A lone CR or a line that may be over-long leaves it all there.
+    """
+    quote = chunk.find(b'"')
+    cut = chunk.rfind(b"\n", 0, len(chunk) if quote == -1 else quote) + 1
+    lines = chunk[:cut]
+    if b"\r" in lines:
+        if lines.count(b"\r") != lines.count(b"\r\n"):
+            return b"", chunk
+        lines = lines.replace(b"\r\n", b"\n")
+    if _may_hold_long_line(lines) and max(map(len, lines.split(b"\n"))) > FIELD_SIZE_LIMIT:
+        return b"", chunk  # csv.reader reports the over-long field
+    return lines, chunk[cut:]
+
+
+def _may_hold_long_line(text: str | bytes) -> bool:
     """Could a line of `text` be longer than FIELD_SIZE_LIMIT? False is sure, True may not be.
 
     A line that long covers a whole aligned window of _WINDOW characters, which then holds no
@@ -325,23 +370,25 @@ def _may_hold_long_line(text: str) -> bool:
     """
     if len(text) <= FIELD_SIZE_LIMIT:
         return False
-    find = text.find
-    return any(find("\n", at, at + _WINDOW) == -1 for at in range(0, len(text), _WINDOW))
+    find, newline = text.find, "\n" if isinstance(text, str) else b"\n"
+    return any(find(newline, at, at + _WINDOW) == -1 for at in range(0, len(text), _WINDOW))
 
 
 def read_blocks(
     raw: IO[bytes],
     on_issue: Callable[[RowIssue], None],
     chunk_bytes: int = CHUNK_BYTES,
+    *,
+    raw_lines: bool = False,
 ) -> tuple[CsvLayout, Iterator[Block]]:
     """The layout from the header, and the data records in blocks (blank lines included).
 
     Raises CsvFileError at once for an empty file or a bad header. Malformed records are
-    reported to `on_issue` and left out.
+    reported to `on_issue` and left out. `raw_lines`: quote-free lines may come as bytes.
     """
     tokenizer = _Tokenizer(raw, chunk_bytes)
     layout = _layout(tokenizer.header())
-    return layout, tokenizer.blocks(on_issue)
+    return layout, tokenizer.blocks(on_issue, raw_lines)
 
 
 def is_blank(record: list[str]) -> bool:

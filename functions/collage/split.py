@@ -6,27 +6,29 @@ payload limit however large the CSV is.
 
 Built for a month's CSV (2M+ rows, random creator order) in bounded memory, in two passes. On
 CPython the cost is in per-row objects and cache misses, so a row is handled a column at a
-time, by C loops (map, join, split, regex) and numpy arrays, never by a Python statement:
-1. stream the CSV (csv_input.read_blocks) and take each block (~5,000 rows) column by column:
-   creator indexes from a dict of the raw names seen (an index is the rank of the creator's
-   first appearance), URLs by whole-column string checks, dates parsed by numpy into integer
-   microseconds since 1970 UTC when they have one of the usual fixed forms (parse_moment
-   decides the others; bad ones are reported then). A row that these do not settle (a name
-   to normalise, an odd URL) takes the full check, in CSV order where it could make a new
-   creator. After each block the rows are sorted by partition (`index // partition_creators`,
-   a numpy radix sort while the block's strings are still in the CPU cache) and spilled: per
-   partition the creator indexes, lines, date keys and URL hashes as raw arrays, the URLs
-   newline-joined, gathered into records of about `record_bytes`. Records stay in memory up
-   to `spill_memory` bytes, then go to a temp file in `spill_dir`.
+time, by C loops (join, split, slicing) and numpy arrays, never by a Python statement:
+1. stream the CSV (csv_input.read_blocks) and take each block (~5,000 rows) column by column.
+   Quote-free lines stay bytes (raw_lines): numpy finds their commas and newlines, looks the
+   raw names up in a hash table of the names seen (an index is the rank of the creator's
+   first appearance), checks the URLs' heads and bytes, and parses the dates of the usual
+   fixed forms into integer microseconds since 1970 UTC; the URLs alone become objects.
+   Other lines (quoted, or in a file's first chunk) take the same checks on str columns.
+   parse_moment decides the other dates (bad ones are reported then). A row that these do
+   not settle (a name to normalise, an odd URL) takes the full check, in CSV order where it
+   could make a new creator. After each block the rows are sorted by partition
+   (`index // partition_creators`, a numpy radix sort while the block is still in the CPU
+   cache) and spilled: per partition the creator indexes, lines, date keys and URL hashes as
+   raw arrays, the URLs newline-joined, gathered into records of about `record_bytes`.
+   Records stay in memory up to `spill_memory` bytes, then go to a temp file in `spill_dir`.
 2. partition by partition (its rows arrive in CSV order): a creator whose URL hashes repeat
    (a duplicate, or rarely a collision) goes row by row, exactly; the others are ordered by
-   (creator, date newest first, line) with one stable numpy sort, cut, and written as slices
-   of two joined texts (the URLs, the lines). The partitions are in first-appearance order,
-   so the items come out in it without a merge.
-Memory: O(flush_rows + spill_memory + creators + one partition), whatever the number of rows;
-the temp file holds the rest (a little less than the CSV). numpy is imported by this module
-only, which the split step alone loads. `benchmarks/split_bench.py` measures it on 2,000,000
-rows.
+   (creator, date newest first, line) with one stable numpy sort, cut, and written by one
+   join of the partition's URLs and the glue between them. The partitions are in
+   first-appearance order, so the items come out in it without a merge.
+Memory: O(flush_rows + chunk_bytes + spill_memory + creators + one partition), whatever the
+number of rows; the temp file holds the rest (a little less than the CSV). numpy is imported
+by this module only, which the split step alone loads. `benchmarks/split_bench.py` measures it
+on 2,000,000 rows.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ import unicodedata
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from itertools import compress, repeat
+from itertools import chain, compress, repeat
 from operator import attrgetter
 from typing import IO
 
@@ -59,6 +61,7 @@ from collage.csv_input import (
     read_blocks,
 )
 from collage.naming import MAX_SAFE_NAME, safe_segment
+from collage.raw_lines import NameKeys, NameTable, RawLines
 
 # A URL that is printable ASCII without spaces, at most MAX_URL_LENGTH long, and starts with
 # http(s)://host/ (host: letters, digits, dots, dashes) always passes csv_input.check_url: the
@@ -193,7 +196,7 @@ def split_csv(
     collecting = gc.isenabled()
     gc.disable()
     try:
-        layout, blocks = read_blocks(raw, report, limits.chunk_bytes)
+        layout, blocks = read_blocks(raw, report, limits.chunk_bytes, raw_lines=True)
         with _Spill(spill_dir, limits) as spill:
             shift = max(0, limits.partition_creators - 1).bit_length()  # a power of two
             creators = _Creators(layout, report, shift)
@@ -219,10 +222,12 @@ class _Creators:
         self.names: list[str] = []  # normalised creator names, by index
         self.by_name: dict[str, int] = {}  # normalised name -> index
         self.by_field: dict[str, int] = {}  # raw creator_name field -> index
+        self.by_bytes = NameTable()  # the same for raw blocks, as bytes (most of them)
         self.nonblank = 0  # records that went through the full check and were not blank
-        # Pending rows: arrays by block, the URLs in the same order.
-        self.columns: list[tuple[np.ndarray, ...]] = []  # ids, lines, keys, URL hashes
-        self.urls: list[str] = []
+        # Pending rows: arrays by block, the URLs (UTF-8) in the same order.
+        # ids, lines, keys, URL hashes (these four are spilled), URL lengths in bytes
+        self.columns: list[tuple[np.ndarray, ...]] = []
+        self.urls: list[bytes] = []
         self.checked: tuple[list, list, list, list] = ([], [], [], [])  # full-check rows
         self.block_at = (0, 0)  # where the current block's rows start in columns and urls
 
@@ -236,7 +241,9 @@ class _Creators:
             else:
                 self._settle()  # the rows before this block come first
                 self.block_at = (len(self.columns), len(self.urls))
-                if block.width >= needed:
+                if block.raw is not None:
+                    self._take_raw(block.first, block.raw)
+                elif block.width >= needed:
                     self._take_uniform(block)
                 else:
                     self._take_records(block)
@@ -256,6 +263,56 @@ class _Creators:
         self._flush(spill)
         self.by_field.clear()  # not needed any more: free them before pass 2
         self.by_name.clear()
+
+    def _take_raw(self, first: int, rows: RawLines) -> None:
+        """Quote-free lines as bytes: _take_columns' checks, a whole column at a time by numpy
+        (raw_lines); a row they do not settle takes the full check, new names in CSV order."""
+        layout, count = self.layout, rows.count
+        lines = np.arange(first, first + count, dtype=np.int64)
+        usable = rows.fields >= layout.needed
+        url_at, url_end = rows.field(layout.url_at)
+        fine = usable & ~rows.odd_bytes(url_at, url_end)
+        for at in np.flatnonzero(fine & ~rows.plain_urls(url_at, url_end)).tolist():
+            fine[at] = _url_fine(rows.text(url_at, url_end, at).decode())  # http, long hosts
+        keys = np.full(count, UNDATED, dtype=np.int64)
+        parsed = np.ones(count, dtype=bool)
+        if layout.updated_at is not None:
+            dated = rows.fields > layout.updated_at
+            stamp_at, stamp_end = (np.where(dated, at, 0) for at in rows.field(layout.updated_at))
+            fine &= ~rows.odd_bytes(stamp_at, stamp_end)  # spaces, non-ASCII: the full check
+            keys, parsed = _raw_stamp_keys(rows, stamp_at, stamp_end)
+        name_at, name_end = rows.field(layout.creator_at)
+        names = NameKeys(rows, name_at, name_end)
+        ids = np.where(usable, self.by_bytes.find(names), -1)
+        done = np.zeros(count, dtype=bool)
+        # A name the table does not hold, in CSV order (a creator's index is its rank of first
+        # appearance): known by its text, or a new creator, or the full check decides.
+        for at in np.flatnonzero(ids < 0).tolist():
+            index = None
+            if usable[at]:
+                name = rows.text(name_at, name_end, at).decode("utf-8", "replace")
+                index = self.by_field.get(name)
+                if index is None and fine[at] and _plain_name(name):
+                    index = self._creator(name, name)
+                if index is not None:
+                    self.by_bytes.add(names, at, index)
+            if index is None or not fine[at]:
+                self._check(rows.line(at), int(lines[at]))  # may make a creator
+                done[at] = True
+            else:
+                ids[at] = index
+        if layout.updated_at is not None:
+            for at in np.flatnonzero(fine & ~parsed & ~done).tolist():
+                stamp = rows.text(stamp_at, stamp_end, at).decode()
+                keys[at] = self._stamp_key(stamp, int(ids[at]), int(lines[at]))
+        good = np.flatnonzero(fine & ~done)
+        urls = rows.texts(url_at, url_end, good)
+        # Hashed while they are in the CPU cache, for the duplicate check in pass 2.
+        hashes = np.fromiter(map(hash, urls), np.int64, len(urls))
+        self.columns.append((ids[good], lines[good], keys[good], hashes, (url_end - url_at)[good]))
+        self.urls.extend(urls)
+        for at in np.flatnonzero(~fine & ~done).tolist():
+            self._check(rows.line(at), int(lines[at]))  # a known creator: no new index
 
     def _take_uniform(self, block: Block) -> None:
         """A block of records with the same number of fields: column by column."""
@@ -331,13 +388,15 @@ class _Creators:
                 keys[at] = self._stamp_key(stamps[at], int(ids[at]), int(lines[at]))
         good = fine & ~done
         # Hashed while they are in the CPU cache, for the duplicate check in pass 2.
-        hashes = np.fromiter(map(hash, urls), np.int64, count)
+        encoded = list(map(str.encode, urls))
+        hashes = np.fromiter(map(hash, encoded), np.int64, count)
+        sizes = np.fromiter(map(len, encoded), np.int64, count)
         if good.all():
-            self.columns.append((ids, lines, keys, hashes))
-            self.urls.extend(urls)
+            self.columns.append((ids, lines, keys, hashes, sizes))
+            self.urls.extend(encoded)
             return
-        self.columns.append((ids[good], lines[good], keys[good], hashes[good]))
-        self.urls.extend(compress(urls, good.tolist()))
+        self.columns.append((ids[good], lines[good], keys[good], hashes[good], sizes[good]))
+        self.urls.extend(compress(encoded, good.tolist()))
         for at in np.flatnonzero(~fine & ~done).tolist():
             self._check(record(at), int(lines[at]))  # a known creator: no new index
 
@@ -360,7 +419,7 @@ class _Creators:
         ids.append(self._creator(record[self.layout.creator_at], row.creator))
         lines.append(line)
         keys.append(moment_key(parse_moment(row.updated_at)))  # a bad date was reported
-        urls.append(row.url)
+        urls.append(row.url.encode())
 
     def _end_block(self) -> None:
         """Merge the fully checked rows of a block into its other rows, in CSV order."""
@@ -383,11 +442,12 @@ class _Creators:
             self.columns.append(columns)
             self.urls.extend(urls)
 
-    def _checked_columns(self) -> tuple[tuple[np.ndarray, ...], list[str]]:
+    def _checked_columns(self) -> tuple[tuple[np.ndarray, ...], list[bytes]]:
         ids, lines, keys, urls = self.checked
         self.checked = ([], [], [], [])
         hashes = np.fromiter(map(hash, urls), np.int64, len(urls))
-        return (np.array(ids), np.array(lines), np.array(keys), hashes), urls
+        sizes = np.fromiter(map(len, urls), np.int64, len(urls))
+        return (np.array(ids), np.array(lines), np.array(keys), hashes, sizes), urls
 
     def _creator(self, raw_name: str, name: str) -> int:
         """The index of the creator `name`, made on its first row."""
@@ -403,7 +463,7 @@ class _Creators:
         self._settle()
         if not self.urls:
             return
-        columns = [np.concatenate(column) for column in zip(*self.columns, strict=True)]
+        *columns, sizes = [np.concatenate(column) for column in zip(*self.columns, strict=True)]
         urls = self.urls
         self.columns, self.urls = [], []
         parts = columns[0] >> self.shift
@@ -414,12 +474,12 @@ class _Creators:
         urls = list(map(urls.__getitem__, order.tolist()))
         counts = np.bincount(parts)
         ends = np.cumsum(counts).tolist()
+        url_bytes = np.bincount(parts, weights=sizes + 29).astype(np.int64).tolist()  # + "\n"
         for part, count in enumerate(counts.tolist()):
             if count:
                 start, end = ends[part] - count, ends[part]
-                numbers = [column[start:end].tobytes() for column in columns]
-                text = "\n".join(urls[start:end])
-                spill.add(part, numbers, text, 28 * count + len(text))
+                numbers = [column[start:end] for column in columns]
+                spill.add(part, numbers, urls[start:end], url_bytes[part])
 
 
 def _copy(text: str) -> str:
@@ -455,6 +515,21 @@ def _plain_name(name: str) -> bool:
 
 def _each(test: Callable[[str], bool], texts: list[str]) -> np.ndarray:
     return np.fromiter(map(test, texts), bool, len(texts))
+
+
+def _raw_stamp_keys(
+    rows: RawLines, start: np.ndarray, end: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """stamp_keys of the texts [start, end) of a raw block (known to be printable ASCII)."""
+    lengths = end - start
+    keys = np.full(len(lengths), UNDATED, dtype=np.int64)
+    parsed = lengths == 0
+    for length in _SHAPES:
+        where = np.flatnonzero(lengths == length)
+        if where.size:
+            chars = rows.gather(start[where], length)
+            keys[where], parsed[where] = _parse_fixed(chars, length, False)
+    return keys, parsed
 
 
 def stamp_keys(stamps: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -572,8 +647,8 @@ class _Spill:
         if self.file is not None:
             self.file.close()
 
-    def add(self, part: int, numbers: list[bytes], urls: str, size: int) -> None:
-        """Rows of a partition: their number columns (raw arrays), the URLs newline-joined."""
+    def add(self, part: int, numbers: list[np.ndarray], urls: list[bytes], size: int) -> None:
+        """Rows of a partition: their number columns and URLs, `size` bytes when stored."""
         pieces = self.pending.get(part)
         if pieces is None:
             pieces = self.pending[part] = []
@@ -592,19 +667,22 @@ class _Spill:
         columns = list(zip(*self.pending.pop(part), strict=True))
         size = self.pending_bytes.pop(part)
         self.pending_total -= size
-        record = (*(b"".join(column) for column in columns[:-1]), "\n".join(columns[-1]))
+        record = (
+            *(b"".join(column) for column in columns[:-1]),  # raw arrays
+            b"\n".join(chain.from_iterable(columns[-1])),
+        )
         if size <= self.memory_left:
             self.memory_left -= size
             self.records.setdefault(part, []).append((size, record))
             return
         if self.file is None:
             self.file = tempfile.TemporaryFile(prefix="split-", dir=self.directory)  # noqa: SIM115
-        parts = (*record[:-1], record[-1].encode())
-        self.file.write(b"".join(parts))
-        self.records.setdefault(part, []).append((self.size, tuple(map(len, parts))))
-        self.size += sum(map(len, parts))
+        self.file.seek(self.size)  # pass 2 stores while it reads: never where a read left it
+        self.file.write(b"".join(record))
+        self.records.setdefault(part, []).append((self.size, tuple(map(len, record))))
+        self.size += sum(map(len, record))
 
-    def read(self, part: int) -> tuple[list[np.ndarray], str]:
+    def read(self, part: int) -> tuple[list[np.ndarray], bytes]:
         """The rows of one partition, in CSV order: the number columns (creator indexes,
         lines, date keys, URL hashes) and the URLs newline-joined."""
         if part in self.pending:
@@ -618,13 +696,12 @@ class _Spill:
                 data = self.file.read(sum(record))
                 cuts = np.cumsum((0, *record)).tolist()
                 record = tuple(data[cuts[n] : cuts[n + 1]] for n in range(len(cuts) - 1))
-                record = (*record[:-1], record[-1].decode())
             else:
                 self.memory_left += where  # its size
             for column, data, dtype in zip(columns, record, _COLUMN_TYPES, strict=False):
                 column.append(np.frombuffer(data, dtype=dtype))
             urls.append(record[-1])
-        return [np.concatenate(column).astype(np.int64) for column in columns], "\n".join(urls)
+        return [np.concatenate(column).astype(np.int64) for column in columns], b"\n".join(urls)
 
 
 _COLUMN_TYPES = (np.int32, np.int64, np.int64, np.int64)  # creator index, line, date, URL hash
@@ -641,64 +718,73 @@ def _write_items(
     report: Callable[[RowIssue], None],
     summary: SplitSummary,
 ) -> None:
-    """Pass 2: partition by partition, one item per creator, in first-appearance order."""
+    """Pass 2: partition by partition, one item per creator, in first-appearance order.
+
+    A partition's items are written by one join: its kept URLs in tile order, each after
+    '","' or, at a creator's first, after the glue of what comes between (the item before's
+    end, any item made apart, this item's head). A creator with a URL twice, or a partition
+    with a URL that needs escapes, has its items made apart (_item_json).
+    """
     per_partition = 1 << shift
     out.write(b"[")
+    glue: list[bytes] = []  # what comes before the next URL written
+    comma = b""  # before an item: none before the first
     for part, first in enumerate(range(0, len(names), per_partition)):
         part_names = names[first : first + per_partition]
         key_names = list(map(_key_name, part_names))
         summary.expected.extend(zip(part_names, key_names, strict=True))
         (ids, lines, keys, hashes), url_text = spill.read(part)
-        urls = url_text.split("\n")
+        urls = url_text.split(b"\n")
         local = ids - first
         counts = np.bincount(local, minlength=len(part_names))
         exact = _with_duplicates(local, hashes)
         order = _tile_order(local, lines, keys, len(part_names))
-        # The first max_images rows of each creator, in tile order, as one text each for the
-        # URLs and the lines: an item takes a slice of both.
+        # The first max_images rows of each creator, in tile order.
         kept = np.minimum(counts, max_images)
         rank = np.arange(len(order)) - np.repeat(np.cumsum(counts) - counts, counts)
         take = order[rank < max_images]
-        url_list = '","'.join(map(urls.__getitem__, take.tolist()))
-        lengths = np.fromiter(map(len, urls), np.int64, len(urls))  # in memory order
-        url_cuts = _cuts(lengths[take] + 3, kept, 3)
         take_lines = lines[take]
         line_list, line_lengths = _numbers_text(take_lines)
         line_cuts = _cuts(line_lengths, kept, 1)
         summary.rows += int(counts.sum())
         summary.covers += int(kept.sum())
+        pieces = [b'","'] * (2 * len(take))
+        pieces[1::2] = map(urls.__getitem__, take.tolist())
         # URLs without quotes or backslashes go into the JSON as they are.
-        plain = '"' not in url_text and "\\" not in url_text
-        items: list[str] = []
+        plain = b'"' not in url_text and b"\\" not in url_text
         ends = np.cumsum(kept).tolist()
-        columns = (part_names, key_names, counts.tolist(), kept.tolist(), ends, url_cuts, line_cuts)
-        for at, (name, key_name, count, keep, end, (url_a, url_b), (line_a, line_b)) in enumerate(
+        columns = (part_names, key_names, counts.tolist(), kept.tolist(), ends, line_cuts)
+        for at, (name, key_name, count, keep, end, (line_a, line_b)) in enumerate(
             zip(*columns, strict=True)
         ):
-            if at in exact:
-                rows = np.flatnonzero(local == at).tolist()
-                item_urls, item_lines, used = _tile_order_rows(
-                    name, lines[rows].tolist(), list(map(urls.__getitem__, rows)),
-                    keys[rows].tolist(), max_images, report,
-                )  # fmt: skip
-                items.append(
-                    _item_json(name, key_name, item_urls, item_lines, used - len(item_urls))
+            if plain and keep and at not in exact:
+                glue.append(
+                    b'%s{"creator":%s,"name":%s,"urls":["'
+                    % (comma, _json_string(name).encode(), _json_string(key_name).encode())
                 )
-                summary.rows += used - count
-                summary.covers += len(item_urls) - keep
-            elif plain and keep:
-                items.append(
-                    f'{{"creator":{_json_string(name)},"name":{_json_string(key_name)},'
-                    f'"urls":["{url_list[url_a:url_b]}"],"lines":[{line_list[line_a:line_b]}],'
-                    f'"cut":{count - keep}}}'
-                )
+                pieces[2 * (end - keep)] = b"".join(glue)
+                glue = [b'"],"lines":[%s],"cut":%d}' % (line_list[line_a:line_b], count - keep)]
             else:
-                item_lines = take_lines[end - keep : end].tolist()
-                item_urls = list(map(urls.__getitem__, take[end - keep : end].tolist()))
-                items.append(_item_json(name, key_name, item_urls, item_lines, count - keep))
-        for at in range(0, len(items), 128):  # written while still in the CPU cache
-            out.write(((",\n" if part or at else "") + ",\n".join(items[at : at + 128])).encode())
-    out.write(b"]\n")
+                pieces[2 * (end - keep) : 2 * end] = repeat(b"", 2 * keep)  # made apart
+                if at in exact:
+                    rows = np.flatnonzero(local == at).tolist()
+                    item_urls, item_lines, used = _tile_order_rows(
+                        name, lines[rows].tolist(), list(map(urls.__getitem__, rows)),
+                        keys[rows].tolist(), max_images, report,
+                    )  # fmt: skip
+                    cut = used - len(item_urls)
+                    summary.rows += used - count
+                    summary.covers += len(item_urls) - keep
+                else:
+                    item_lines = take_lines[end - keep : end].tolist()
+                    item_urls = list(map(urls.__getitem__, take[end - keep : end].tolist()))
+                    cut = count - keep
+                texts = [url.decode() for url in item_urls]
+                glue.append(comma + _item_json(name, key_name, texts, item_lines, cut).encode())
+            comma = b",\n"
+        out.write(b"".join(pieces))
+    glue.append(b"]\n")
+    out.write(b"".join(glue))
     summary.covers_cut = summary.rows - summary.covers
     summary.creators = len(names)
 
@@ -714,10 +800,11 @@ def _key_name(name: str) -> str:
     return safe_segment(name)
 
 
-def _numbers_text(numbers: np.ndarray) -> tuple[str, np.ndarray]:
-    """ ",".join(map(str, numbers)) + "," for positive numbers, and each one's length + 1."""
+def _numbers_text(numbers: np.ndarray) -> tuple[bytes, np.ndarray]:
+    """ ",".join(map(str, numbers)) + "," (ASCII) for positive numbers, and each one's length
+    + 1."""
     if not len(numbers):
-        return "", numbers
+        return b"", numbers
     digits = np.searchsorted(_POWERS_OF_TEN, numbers, "right") + 1
     ends = np.cumsum(digits + 1)
     text = np.full(int(ends[-1]), ord(","), dtype=np.uint8)
@@ -728,7 +815,7 @@ def _numbers_text(numbers: np.ndarray) -> tuple[str, np.ndarray]:
             place, rest, digits = place[live], rest[live], digits[live]
         text[place] = 48 + rest % 10
         place, rest = place - 1, rest // 10
-    return text.tobytes().decode(), np.diff(ends, prepend=0)
+    return text.tobytes(), np.diff(ends, prepend=0)
 
 
 def _cuts(lengths: np.ndarray, kept: np.ndarray, tail: int) -> list[tuple[int, int]]:

@@ -53,9 +53,9 @@ def reference(data: bytes) -> list[tuple]:
         previous_end = reader.line_num
 
 
-def tokenized(data: bytes, chunk_bytes: int) -> list[tuple]:
+def tokenized(data: bytes, chunk_bytes: int, raw_lines: bool = False) -> list[tuple]:
     issues: list = []
-    _, blocks = read_blocks(io.BytesIO(data), issues.append, chunk_bytes)
+    _, blocks = read_blocks(io.BytesIO(data), issues.append, chunk_bytes, raw_lines=raw_lines)
     got = [
         (line, record)
         for block in blocks
@@ -77,6 +77,7 @@ def test_records_and_line_numbers_are_the_csv_modules(seed):
     want = reference(data)
     for chunk_bytes in (1, 7, 64, 1000, 1 << 20):
         assert tokenized(data, chunk_bytes) == want, chunk_bytes
+        assert tokenized(data, chunk_bytes, raw_lines=True) == want, chunk_bytes
 
 
 def test_uniform_quote_free_lines_come_as_columns():

@@ -287,6 +287,21 @@ def test_messy_csv_gives_what_the_plain_implementation_gave(seed, tmp_path):
     assert list(tmp_path.iterdir()) == []  # the spill file is gone
 
 
+@pytest.mark.parametrize("seed", range(40))
+def test_quote_free_messy_csv_gives_what_the_plain_implementation_gave(seed, tmp_path):
+    """Without quotes nearly every line takes the raw path (raw_lines) after the first chunk."""
+    rnd = random.Random(1000 + seed)
+    data = messy_csv(rnd, rnd.choice([40, 300]))
+    data = b"\n".join(line for line in data.split(b"\n") if b'"' not in line)
+    max_images = rnd.choice([1, 3, 35])
+    try:
+        want = reference_split(data, max_images)
+    except CsvFileError:
+        return
+    for limits in LIMITS[1:]:
+        assert run_split(data, max_images, limits, tmp_path) == want, limits
+
+
 def plain_csv(rnd: random.Random, rows: int, creators: int) -> bytes:
     """The common shape, in bulk: the fast paths take nearly every row."""
     lines = ["creator_name,cover_url,updated_at"]

@@ -26,6 +26,7 @@ from collage.split import (
     SplitLimits,
     _key_name,
     _numbers_text,
+    _Spill,
     _tile_order,
     _url_fine,
     _urls_fine,
@@ -123,7 +124,7 @@ def test_numbers_text_is_the_joined_decimal_texts():
             for _ in range(rnd.randint(1, 30))
         ]
         text, lengths = _numbers_text(np.array(numbers, dtype=np.int64))
-        assert text == ",".join(map(str, numbers)) + ","
+        assert text == (",".join(map(str, numbers)) + ",").encode()
         assert lengths.tolist() == [len(str(n)) + 1 for n in numbers]
 
 
@@ -212,3 +213,25 @@ def test_new_creators_keep_their_order_whatever_check_settles_them():
             (7, "warning"),
             (8, "warning"),
         ]
+
+
+def spill_rows(first: int, count: int) -> tuple[list[np.ndarray], list[bytes]]:
+    lines = np.arange(first, first + count, dtype=np.int64)
+    numbers = [np.zeros(count, dtype=np.int32), lines, lines * 10, lines * 100]
+    return numbers, [b"https://x.example/%d.jpg" % line for line in lines.tolist()]
+
+
+def test_the_spill_gives_back_what_it_took_when_pass_2_stores_while_reading(tmp_path):
+    # Everything goes to the file; partition 1's last rows are still pending when pass 2
+    # starts, and reading partition 0 leaves the file position before partition 1's record.
+    spill = _Spill(str(tmp_path), SplitLimits(spill_memory=0, record_bytes=200))
+    with spill:
+        spill.add(0, *spill_rows(0, 6), 400)  # stored: a record of partition 0
+        spill.add(1, *spill_rows(10, 6), 400)  # stored: a record of partition 1
+        spill.add(1, *spill_rows(20, 2), 100)  # pending
+        for part, lines in ((0, [*range(6)]), (1, [*range(10, 16), 20, 21])):
+            (ids, got, keys, hashes), urls = spill.read(part)
+            assert got.tolist() == lines and not ids.any()
+            assert keys.tolist() == [line * 10 for line in lines]
+            assert hashes.tolist() == [line * 100 for line in lines]
+            assert urls.split(b"\n") == [b"https://x.example/%d.jpg" % line for line in lines]

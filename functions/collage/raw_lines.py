@@ -1,0 +1,223 @@
+"""Quote-free CSV lines as bytes, their fields located by numpy: no Python object per field.
+
+The split's fast path (split._Creators._take_raw). csv.reader splits a line that holds no
+double quote (and no lone CR) on every comma, so the fields of a block of such lines are
+fixed by where its commas and newlines are. Short texts are read eight bytes at a time
+through an unaligned uint64 view of the block, so a name, a date or the head of a URL costs
+a few gathers a column. A row that these whole-column tests do not settle takes the split's
+full check, which decides exactly as csv_input.check_record does.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from collage.config import MAX_URL_LENGTH
+
+_PAD = 64  # zero bytes after the block, so eight-byte reads near its end stay inside it
+_HTTPS = int.from_bytes(b"https://", "little")
+_HOST_WORDS = 4  # a host of up to 31 characters is checked here, a longer one by the regex
+_HOST_BYTES = np.zeros(256, dtype=bool)  # what split._URL_OK allows in a host
+_HOST_BYTES[list(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-")] = True
+_ALL_ONES = np.uint64(0xFFFFFFFFFFFFFFFF)
+_MIX_A = np.uint64(0x9E3779B97F4A7C15)
+_MIX_B = np.uint64(0xBF58476D1CE4E5B9)
+MAX_NAME_WORDS = 8  # names of up to 64 bytes go in the NameTable; longer ones use the dict
+
+
+class RawLines:
+    """A block of whole lines (each ended by a newline), none with a quote or a CR."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        padded = data + bytes(_PAD)
+        codes = np.frombuffer(padded, dtype=np.uint8)[: len(data)]
+        self.codes = codes
+        # The eight bytes at every offset, as one little-endian number.
+        self.words = np.ndarray((len(padded) - 7,), dtype="<u8", buffer=padded, strides=(1,))
+        # One pass finds the newlines, the commas and the bytes no URL or date of the fast
+        # path holds (controls, space, non-ASCII; DEL apart, as it is rare).
+        marks = codes.view(np.int8) < 33
+        marks |= codes == 44
+        found = np.flatnonzero(marks)
+        kind = codes[found]
+        newline, comma = kind == 10, kind == 44
+        self.ends = found[newline]  # each line's newline
+        self.count = len(self.ends)
+        self.starts = np.concatenate(([0], self.ends[:-1] + 1))
+        commas = found[comma]
+        before = np.cumsum(comma)[newline]  # commas before each line's end
+        self.fields = np.diff(before, prepend=0) + 1  # fields per line
+        self._first_comma = before - (self.fields - 1)
+        self._commas = commas if commas.size else np.zeros(1, dtype=np.int64)
+        self._odd = found[~(newline | comma)]
+        if b"\x7f" in data:
+            self._odd = np.union1d(self._odd, np.flatnonzero(codes == 127))
+        self._odd_line = np.searchsorted(self.ends, self._odd)
+
+    def field(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """(start, end) of field `index` of every line; meaningless where it has fewer fields."""
+        last = len(self._commas) - 1
+        if index == 0:
+            start = self.starts
+        else:
+            start = self._commas[np.minimum(self._first_comma + (index - 1), last)] + 1
+        after = self._commas[np.minimum(self._first_comma + index, last)]
+        end = np.where(self.fields > index + 1, after, self.ends)
+        return start, end
+
+    def line(self, at: int) -> list[str]:
+        """Line `at` as csv.reader gives it (invalid UTF-8 replaced, as the tokenizer does)."""
+        text = self.data[self.starts[at] : self.ends[at]].decode("utf-8", "replace")
+        return text.split(",") if text else []
+
+    def text(self, start: np.ndarray, end: np.ndarray, at: int) -> bytes:
+        return self.data[start[at] : end[at]]
+
+    def texts(self, start: np.ndarray, end: np.ndarray, rows: np.ndarray) -> list[bytes]:
+        """The texts [start, end) of the given rows, as bytes."""
+        data, starts, ends = self.data, start[rows].tolist(), end[rows].tolist()
+        return [data[at:to] for at, to in zip(starts, ends, strict=True)]
+
+    def odd_bytes(self, start: np.ndarray, end: np.ndarray) -> np.ndarray:
+        """Which texts [start, end) hold a byte outside printable ASCII, or a space."""
+        found = np.zeros(self.count, dtype=bool)
+        if self._odd.size:
+            odd, line = self._odd, self._odd_line
+            found[line[(odd >= start[line]) & (odd < end[line])]] = True
+        return found
+
+    def gather(self, start: np.ndarray, width: int) -> np.ndarray:
+        """The `width` bytes from each `start` (beyond the text too), one row each."""
+        count = -(-width // 8)
+        words = np.empty((len(start), count), dtype="<u8")
+        for word in range(count):
+            words[:, word] = self.words[start + 8 * word]
+        return words.view(np.uint8)[:, :width]
+
+    def plain_urls(self, start: np.ndarray, end: np.ndarray) -> np.ndarray:
+        """Which texts are "https://" + a host of letters, digits, dots and dashes + "/" and
+        at most MAX_URL_LENGTH long (the rest is checked apart, by odd_bytes). False may be
+        wrong (http, a long host): the caller then asks the regex."""
+        length = end - start
+        plain = (length > 9) & (length <= MAX_URL_LENGTH)
+        plain &= self.words[start] == _HTTPS
+        host = self.gather(start + 8, 8 * _HOST_WORDS)
+        first = (~_HOST_BYTES[host]).argmax(axis=1)  # the first byte that is not of a host
+        plain &= host[np.arange(len(host)), first] == ord("/")
+        plain &= (first > 0) & (first + 8 < length)
+        return plain
+
+
+class NameKeys:
+    """The names [start, end) of a block as zero-padded words and a 64-bit hash each."""
+
+    def __init__(self, lines: RawLines, start: np.ndarray, end: np.ndarray) -> None:
+        self.lengths = lengths = end - start
+        longest = int(lengths.max()) if lengths.size else 0
+        count = min(MAX_NAME_WORDS, max(1, -(-longest // 8)))
+        self.words = np.empty((len(start), count), dtype="<u8")
+        hashes = lengths.astype(np.uint64) * _MIX_A
+        for word in range(count):
+            value = lines.words[start + 8 * word]
+            left = np.clip(lengths - 8 * word, 0, 8).astype(np.uint64)
+            value &= np.where(left >= 8, _ALL_ONES, (np.uint64(1) << (left * 8)) - 1)
+            self.words[:, word] = value
+            mixed = (hashes ^ value) * _MIX_B
+            mixed ^= mixed >> 31
+            hashes = np.where(left > 0, mixed, hashes)  # the same hash whatever `count` is
+        hashes ^= hashes >> 29
+        self.hashes = hashes
+        self.fits = lengths <= 8 * MAX_NAME_WORDS
+
+
+class NameTable:
+    """Raw creator-name bytes -> creator index: an open-addressing hash table probed a whole
+    column at a time. A name it does not hold (new, over 64 bytes, or sharing a hash with
+    another) is answered -1: the caller then looks in its dict."""
+
+    def __init__(self) -> None:
+        self.size = 0
+        self.hashes = np.zeros(1024, dtype=np.uint64)
+        self.lengths = np.zeros(1024, dtype=np.int64)
+        self.words = np.zeros((1024, 1), dtype="<u8")
+        self.indexes = np.zeros(1024, dtype=np.int64)
+        self.slots = np.full(4096, -1, dtype=np.int64)  # entry, or -1 when free
+        self.slot_hashes = np.zeros(4096, dtype=np.uint64)  # its hash: one gather a probe
+
+    def find(self, keys: NameKeys) -> np.ndarray:
+        """The creator index of each name, or -1."""
+        count = len(keys.hashes)
+        found = np.full(count, -1, dtype=np.int64)
+        if not self.size or not count:
+            return found
+        mask = len(self.slots) - 1
+        rows = np.flatnonzero(keys.fits)
+        slot = (keys.hashes[rows] & np.uint64(mask)).astype(np.int64)
+        while rows.size:  # linear probing; the table is at most a quarter full
+            entry = self.slots[slot]
+            hit = self.slot_hashes[slot] == keys.hashes[rows]
+            hit &= entry >= 0
+            found[rows[hit]] = entry[hit]
+            going = (entry >= 0) & ~hit
+            rows, slot = rows[going], (slot[going] + 1) & mask
+        candidates = np.flatnonzero(found >= 0)
+        entry = found[candidates]
+        width = min(self.words.shape[1], keys.words.shape[1])
+        same = self.lengths[entry] == keys.lengths[candidates]
+        same &= (self.words[entry, :width] == keys.words[candidates, :width]).all(axis=1)
+        found[candidates] = np.where(same, self.indexes[entry], -1)
+        return found
+
+    def add(self, keys: NameKeys, row: int, index: int) -> None:
+        """Name `row` of `keys` is creator `index` (skipped if it does not fit, or its hash
+        is taken: the dict answers it)."""
+        if not keys.fits[row]:
+            return
+        value = keys.hashes[row]
+        mask = len(self.slots) - 1
+        slot = int(value) & mask
+        while (entry := int(self.slots[slot])) >= 0:
+            if self.hashes[entry] == value:
+                return
+            slot = (slot + 1) & mask
+        if self.size == len(self.hashes):
+            self._grow_entries()
+        width = keys.words.shape[1]
+        if width > self.words.shape[1]:
+            wider = np.zeros((len(self.words), width), dtype="<u8")
+            wider[:, : self.words.shape[1]] = self.words
+            self.words = wider
+        entry = self.size
+        self.hashes[entry] = value
+        self.lengths[entry] = keys.lengths[row]
+        self.words[entry, :width] = keys.words[row]
+        self.indexes[entry] = index
+        self.slots[slot] = entry
+        self.slot_hashes[slot] = value
+        self.size += 1
+        if 4 * self.size > len(self.slots):
+            self._rehash()
+
+    def _grow_entries(self) -> None:
+        more = len(self.hashes)
+        self.hashes = np.concatenate((self.hashes, np.zeros(more, dtype=np.uint64)))
+        self.lengths = np.concatenate((self.lengths, np.zeros(more, dtype=np.int64)))
+        self.words = np.concatenate((self.words, np.zeros_like(self.words)))
+        self.indexes = np.concatenate((self.indexes, np.zeros(more, dtype=np.int64)))
+
+    def _rehash(self) -> None:
+        """Twice the slots; every entry placed again, a round of free slots at a time."""
+        self.slots = np.full(2 * len(self.slots), -1, dtype=np.int64)
+        self.slot_hashes = np.zeros(len(self.slots), dtype=np.uint64)
+        mask = len(self.slots) - 1
+        entries = np.arange(self.size)
+        slot = (self.hashes[: self.size] & np.uint64(mask)).astype(np.int64)
+        while entries.size:
+            free = np.flatnonzero(self.slots[slot] < 0)
+            taken, first = np.unique(slot[free], return_index=True)  # one entry per slot
+            self.slots[taken] = entries[free[first]]
+            self.slot_hashes[taken] = self.hashes[entries[free[first]]]
+            placed = np.zeros(len(entries), dtype=bool)
+            placed[free[first]] = True
+            entries, slot = entries[~placed], (slot[~placed] + 1) & mask

@@ -1,0 +1,131 @@
+"""raw_lines: fields located by numpy are csv.reader's; its URL, byte and name tests are exact
+where they say yes."""
+
+from __future__ import annotations
+
+import io
+import random
+
+import numpy as np
+import pytest
+
+from collage.csv_input import check_url, read_blocks
+from collage.raw_lines import MAX_NAME_WORDS, NameKeys, NameTable, RawLines
+from collage.split import _url_fine
+
+FIELDS = ["alice", "", " ", "é", "東京", "\x00", "\t", "a b", "x" * 70, "\x7f", "\xff"]
+URLS = [
+    "https://p16-sign-va.tiktokcdn.com/obj/a~c5_300x400.jpeg?x-expires=1&x-signature=a%2Fb",
+    "https://x.example/", "https://x.example", "https://x.example?x=1/", "https://x.example#f/",
+    "https://x.example:8443/a.jpg", "https://u@x.example/a.jpg", "https://[::1]/a.jpg",
+    "https://x_y.example/a.jpg", "https:///a.jpg", "https://a/b", "http://x.example/a.jpg",
+    "HTTPS://X.EXAMPLE/a.jpg", "https:/x.example/a.jpg", "https://x.example/a b.jpg",
+    "https://x.example/\x7f.jpg", "https://x.example/ü.jpg", "https://bücher.example/a.jpg",
+    "https://" + "h" * 31 + "/a.jpg", "https://" + "h" * 40 + "/a.jpg", "https://x.example/" +
+    "l" * 2030, "https://x.example/" + "l" * 2029, "ftp://x.example/a.jpg", "https://x.ex\"/a",
+]  # fmt: skip
+
+
+def random_lines(rnd: random.Random, count: int) -> bytes:
+    lines = []
+    for _ in range(count):
+        fields = [rnd.choice(FIELDS + URLS) for _ in range(rnd.choice([0, 1, 2, 3, 3, 3, 5]))]
+        lines.append(",".join(fields))
+    return (
+        ("\n".join(lines) + "\n").encode("utf-8", "surrogateescape").replace(b"\xc3\xbf", b"\xff")
+    )
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_fields_are_the_split_lines(seed):
+    rnd = random.Random(seed)
+    data = random_lines(rnd, rnd.randint(1, 80))
+    rows = RawLines(data)
+    lines = data.split(b"\n")[:-1]
+    assert rows.count == len(lines)
+    assert rows.fields.tolist() == [line.count(b",") + 1 for line in lines]
+    for index in range(6):
+        start, end = rows.field(index)
+        for at, line in enumerate(lines):
+            fields = line.split(b",")
+            if index < len(fields):
+                assert rows.text(start, end, at) == fields[index]
+                odd = any(code < 33 or code > 126 for code in fields[index])
+                assert rows.odd_bytes(start, end)[at] == odd
+    for at, line in enumerate(lines):
+        text = line.decode("utf-8", "replace")
+        assert rows.line(at) == (text.split(",") if text else [])
+
+
+def test_plain_urls_pass_check_url_and_the_common_ones_are_plain():
+    rnd = random.Random(3)
+    urls = URLS + [
+        "https://" + "".join(rnd.choice("ab.-/:?#@[]_%x") for _ in range(rnd.randint(0, 40)))
+        for _ in range(3000)
+    ]
+    data = "".join(f"n,{url},d\n" for url in urls).encode()
+    rows = RawLines(data)
+    start, end = rows.field(1)
+    plain = rows.plain_urls(start, end) & ~rows.odd_bytes(start, end)
+    for at, url in enumerate(urls):
+        if plain[at]:
+            assert check_url(url) is None, url
+            assert _url_fine(url), url
+        elif url.startswith("https://") and len(url.split("/")[2]) < 32:
+            assert not _url_fine(url), url  # the regex is asked only for http, long hosts
+    assert plain[0] and plain[1] and plain[18] and plain[21]
+    assert plain.sum() > 100  # the random ones include plain URLs
+
+
+def names_block(names: list[bytes]) -> tuple[RawLines, NameKeys]:
+    rows = RawLines(b"".join(name + b",u\n" for name in names))
+    return rows, NameKeys(rows, *rows.field(0))
+
+
+def test_the_table_finds_what_it_holds_and_nothing_else():
+    rnd = random.Random(7)
+    alphabet = "abcdefghijklmnopqrstuvwxyzé_東"
+    names = list(
+        {
+            "".join(rnd.choice(alphabet) for _ in range(rnd.randint(1, 80))).encode()
+            for _ in range(6000)
+        }
+    )
+    held = names[: len(names) // 2]
+    table = NameTable()
+    for first in range(0, len(held), 500):  # in blocks, as the split adds them
+        batch = held[first : first + 500]
+        _, keys = names_block(batch)
+        for row in range(len(batch)):
+            table.add(keys, row, first + row)
+    assert len(table.slots) >= 4 * table.size  # it grew, and rehashed
+    _, keys = names_block(names)
+    found = table.find(keys).tolist()
+    for at, name in enumerate(names):
+        fits = len(name) <= 8 * MAX_NAME_WORDS
+        assert found[at] == (at if at < len(held) and fits else -1), name
+
+
+def test_a_name_hashes_alike_in_any_block():
+    _, short = names_block([b"ab", b"alice"])
+    _, long = names_block([b"x" * 60, b"alice"])
+    assert short.hashes[1] == long.hashes[1]
+
+
+def test_a_shared_hash_never_gives_another_name():
+    _, keys = names_block([b"alice", b"bob"])
+    keys.hashes[1] = keys.hashes[0]  # as if the two collided
+    table = NameTable()
+    table.add(keys, 0, 5)
+    table.add(keys, 1, 6)  # skipped: its hash is taken (the dict answers it)
+    assert table.find(keys).tolist() == [5, -1]
+
+
+def test_quote_free_lines_after_the_first_chunk_come_raw():
+    head = b"creator_name,cover_url,updated_at\n"
+    body = b"a,https://x.example/1.jpg,2025-01-01\r\nb,u,\n" * 40 + b'"q",u,\nlast,u'
+    _, blocks = read_blocks(io.BytesIO(head + body), print, 64, raw_lines=True)
+    raw = [block for block in blocks if block.raw is not None]
+    assert raw and sum(block.count for block in raw) > 60
+    assert all(b"\r" not in block.raw.data for block in raw)
+    assert all(np.all(block.raw.codes[block.raw.ends] == 10) for block in raw)
