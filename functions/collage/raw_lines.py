@@ -110,114 +110,116 @@ class RawLines:
 
 
 class NameKeys:
-    """The names [start, end) of a block as zero-padded words and a 64-bit hash each."""
+    """The names [start, end) of a block as zero-padded words and a 64-bit hash each (both as
+    int64, so a table row holds them beside its numbers)."""
 
     def __init__(self, lines: RawLines, start: np.ndarray, end: np.ndarray) -> None:
         self.lengths = lengths = end - start
         longest = int(lengths.max()) if lengths.size else 0
         count = min(MAX_NAME_WORDS, max(1, -(-longest // 8)))
-        self.words = np.empty((len(start), count), dtype="<u8")
+        words = np.empty((len(start), count), dtype="<u8")
         hashes = lengths.astype(np.uint64) * _MIX_A
         for word in range(count):
             value = lines.words[start + 8 * word]
             left = np.clip(lengths - 8 * word, 0, 8).astype(np.uint64)
             value &= np.where(left >= 8, _ALL_ONES, (np.uint64(1) << (left * 8)) - 1)
-            self.words[:, word] = value
+            words[:, word] = value
             mixed = (hashes ^ value) * _MIX_B
             mixed ^= mixed >> 31
             hashes = np.where(left > 0, mixed, hashes)  # the same hash whatever `count` is
         hashes ^= hashes >> 29
-        self.hashes = hashes
+        self.words = words.view(np.int64)
+        self.hashes = hashes.view(np.int64)
         self.fits = lengths <= 8 * MAX_NAME_WORDS
 
 
 class NameTable:
     """Raw creator-name bytes -> creator index: an open-addressing hash table probed a whole
     column at a time. A name it does not hold (new, over 64 bytes, or sharing a hash with
-    another) is answered -1: the caller then looks in its dict."""
+    another) is answered -1: the caller then looks in its dict.
+
+    A slot is (hash, entry or -1), an entry (creator index, length, hash, words...): one row,
+    so a probe and a check cost a cache miss apiece. At most a quarter of the slots are used.
+    """
 
     def __init__(self) -> None:
         self.size = 0
-        self.hashes = np.zeros(1024, dtype=np.uint64)
-        self.lengths = np.zeros(1024, dtype=np.int64)
-        self.words = np.zeros((1024, 1), dtype="<u8")
-        self.indexes = np.zeros(1024, dtype=np.int64)
-        self.slots = np.full(4096, -1, dtype=np.int64)  # entry, or -1 when free
-        self.slot_hashes = np.zeros(4096, dtype=np.uint64)  # its hash: one gather a probe
+        self.entries = np.zeros((1024, 4), dtype=np.int64)
+        self.slots = np.full((4096, 2), -1, dtype=np.int64)
 
     def find(self, keys: NameKeys) -> np.ndarray:
         """The creator index of each name, or -1."""
-        count = len(keys.hashes)
-        found = np.full(count, -1, dtype=np.int64)
-        if not self.size or not count:
-            return found
-        mask = len(self.slots) - 1
-        rows = np.flatnonzero(keys.fits)
-        slot = (keys.hashes[rows] & np.uint64(mask)).astype(np.int64)
-        while rows.size:  # linear probing; the table is at most a quarter full
-            entry = self.slots[slot]
-            hit = self.slot_hashes[slot] == keys.hashes[rows]
-            hit &= entry >= 0
-            found[rows[hit]] = entry[hit]
-            going = (entry >= 0) & ~hit
-            rows, slot = rows[going], (slot[going] + 1) & mask
-        candidates = np.flatnonzero(found >= 0)
-        entry = found[candidates]
-        width = min(self.words.shape[1], keys.words.shape[1])
-        same = self.lengths[entry] == keys.lengths[candidates]
-        same &= (self.words[entry, :width] == keys.words[candidates, :width]).all(axis=1)
-        found[candidates] = np.where(same, self.indexes[entry], -1)
+        found = np.full(len(keys.hashes), -1, dtype=np.int64)
+        if self.size:
+            rows = np.flatnonzero(keys.fits)
+            found[rows] = self._probe(keys.hashes[rows])
+            held = np.flatnonzero(found >= 0)
+            entry = self.entries[found[held]]
+            width = min(self.entries.shape[1] - 3, keys.words.shape[1])
+            same = entry[:, 1] == keys.lengths[held]
+            same &= (entry[:, 3 : 3 + width] == keys.words[held, :width]).all(axis=1)
+            found[held] = np.where(same, entry[:, 0], -1)
         return found
 
-    def add(self, keys: NameKeys, row: int, index: int) -> None:
-        """Name `row` of `keys` is creator `index` (skipped if it does not fit, or its hash
-        is taken: the dict answers it)."""
-        if not keys.fits[row]:
+    def _probe(self, hashes: np.ndarray) -> np.ndarray:
+        """The entry whose hash each is, or -1 (linear probing, all rows at once)."""
+        found = np.full(len(hashes), -1, dtype=np.int64)
+        mask = len(self.slots) - 1
+        rows, slot = np.arange(len(hashes)), hashes & mask
+        while rows.size:
+            taken = self.slots[slot]
+            hit = taken[:, 0] == hashes[rows]
+            hit &= taken[:, 1] >= 0
+            found[rows[hit]] = taken[hit, 1]
+            going = (taken[:, 1] >= 0) & ~hit
+            rows, slot = rows[going], (slot[going] + 1) & mask
+        return found
+
+    def add(self, keys: NameKeys, rows: list[int], indexes: list[int]) -> None:
+        """Names `rows` of `keys` are creators `indexes`. A name is skipped if it does not
+        fit, or if its hash is held already (the dict answers it)."""
+        rows = np.array(rows, dtype=np.int64)
+        indexes = np.array(indexes, dtype=np.int64)
+        keep = keys.fits[rows]
+        rows, indexes = rows[keep], indexes[keep]
+        hashes = keys.hashes[rows]
+        _, first = np.unique(hashes, return_index=True)
+        first = first[self._probe(hashes[first]) < 0]
+        if not first.size:
             return
-        value = keys.hashes[row]
-        mask = len(self.slots) - 1
-        slot = int(value) & mask
-        while (entry := int(self.slots[slot])) >= 0:
-            if self.hashes[entry] == value:
-                return
-            slot = (slot + 1) & mask
-        if self.size == len(self.hashes):
-            self._grow_entries()
-        width = keys.words.shape[1]
-        if width > self.words.shape[1]:
-            wider = np.zeros((len(self.words), width), dtype="<u8")
-            wider[:, : self.words.shape[1]] = self.words
-            self.words = wider
-        entry = self.size
-        self.hashes[entry] = value
-        self.lengths[entry] = keys.lengths[row]
-        self.words[entry, :width] = keys.words[row]
-        self.indexes[entry] = index
-        self.slots[slot] = entry
-        self.slot_hashes[slot] = value
-        self.size += 1
-        if 4 * self.size > len(self.slots):
-            self._rehash()
+        rows, indexes, hashes = rows[first], indexes[first], hashes[first]
+        size = self.size + len(rows)
+        width = max(self.entries.shape[1], 3 + keys.words.shape[1])
+        if size > len(self.entries) or width > self.entries.shape[1]:
+            grown = np.zeros((max(size, 2 * len(self.entries)), width), dtype=np.int64)
+            grown[: self.size, : self.entries.shape[1]] = self.entries[: self.size]
+            self.entries = grown
+        added = self.entries[self.size : size]
+        added[:, 0], added[:, 1], added[:, 2] = indexes, keys.lengths[rows], hashes
+        added[:, 3 : 3 + keys.words.shape[1]] = keys.words[rows]
+        self.size = size
+        if 4 * size > len(self.slots):
+            capacity = len(self.slots)
+            while 4 * size > capacity:
+                capacity *= 2
+            self.slots = np.full((capacity, 2), -1, dtype=np.int64)
+            self._place(np.arange(size))
+        else:
+            self._place(np.arange(size - len(rows), size))
 
-    def _grow_entries(self) -> None:
-        more = len(self.hashes)
-        self.hashes = np.concatenate((self.hashes, np.zeros(more, dtype=np.uint64)))
-        self.lengths = np.concatenate((self.lengths, np.zeros(more, dtype=np.int64)))
-        self.words = np.concatenate((self.words, np.zeros_like(self.words)))
-        self.indexes = np.concatenate((self.indexes, np.zeros(more, dtype=np.int64)))
-
-    def _rehash(self) -> None:
-        """Twice the slots; every entry placed again, a round of free slots at a time."""
-        self.slots = np.full(2 * len(self.slots), -1, dtype=np.int64)
-        self.slot_hashes = np.zeros(len(self.slots), dtype=np.uint64)
+    def _place(self, entries: np.ndarray) -> None:
+        """Put entries in free slots: each in the first free one from its hash's, a round of
+        free slots at a time (a slot is never freed, so every slot probed before it is
+        taken, as lookups need)."""
         mask = len(self.slots) - 1
-        entries = np.arange(self.size)
-        slot = (self.hashes[: self.size] & np.uint64(mask)).astype(np.int64)
+        hashes = self.entries[entries, 2]
+        slot = hashes & mask
         while entries.size:
-            free = np.flatnonzero(self.slots[slot] < 0)
-            taken, first = np.unique(slot[free], return_index=True)  # one entry per slot
-            self.slots[taken] = entries[free[first]]
-            self.slot_hashes[taken] = self.hashes[entries[free[first]]]
+            free = np.flatnonzero(self.slots[slot, 1] < 0)
+            taken, first = np.unique(slot[free], return_index=True)  # one entry a slot
+            winners = free[first]
+            self.slots[taken, 0] = hashes[winners]
+            self.slots[taken, 1] = entries[winners]
             placed = np.zeros(len(entries), dtype=bool)
-            placed[free[first]] = True
-            entries, slot = entries[~placed], (slot[~placed] + 1) & mask
+            placed[winners] = True
+            entries, hashes, slot = entries[~placed], hashes[~placed], (slot[~placed] + 1) & mask

@@ -285,6 +285,7 @@ class _Creators:
         names = NameKeys(rows, name_at, name_end)
         ids = np.where(usable, self.by_bytes.find(names), -1)
         done = np.zeros(count, dtype=bool)
+        learnt: tuple[list[int], list[int]] = ([], [])  # rows and their creators, for the table
         # A name the table does not hold, in CSV order (a creator's index is its rank of first
         # appearance): known by its text, or a new creator, or the full check decides.
         for at in np.flatnonzero(ids < 0).tolist():
@@ -295,12 +296,15 @@ class _Creators:
                 if index is None and fine[at] and _plain_name(name):
                     index = self._creator(name, name)
                 if index is not None:
-                    self.by_bytes.add(names, at, index)
+                    learnt[0].append(at)
+                    learnt[1].append(index)
             if index is None or not fine[at]:
                 self._check(rows.line(at), int(lines[at]))  # may make a creator
                 done[at] = True
             else:
                 ids[at] = index
+        if learnt[0]:
+            self.by_bytes.add(names, *learnt)
         if layout.updated_at is not None:
             for at in np.flatnonzero(fine & ~parsed & ~done).tolist():
                 stamp = rows.text(stamp_at, stamp_end, at).decode()

@@ -95,10 +95,9 @@ def test_the_table_finds_what_it_holds_and_nothing_else():
     table = NameTable()
     for first in range(0, len(held), 500):  # in blocks, as the split adds them
         batch = held[first : first + 500]
-        _, keys = names_block(batch)
-        for row in range(len(batch)):
-            table.add(keys, row, first + row)
-    assert len(table.slots) >= 4 * table.size  # it grew, and rehashed
+        _, keys = names_block(batch + batch[:9])  # a name twice in a block is added once
+        table.add(keys, [*range(len(batch) + 9)], [*range(first, first + len(batch)), *range(9)])
+    assert len(table.slots) >= 4 * table.size and len(table.slots) > 4096  # it grew
     _, keys = names_block(names)
     found = table.find(keys).tolist()
     for at, name in enumerate(names):
@@ -116,9 +115,12 @@ def test_a_shared_hash_never_gives_another_name():
     _, keys = names_block([b"alice", b"bob"])
     keys.hashes[1] = keys.hashes[0]  # as if the two collided
     table = NameTable()
-    table.add(keys, 0, 5)
-    table.add(keys, 1, 6)  # skipped: its hash is taken (the dict answers it)
+    table.add(keys, [0], [5])
+    table.add(keys, [1], [6])  # skipped: its hash is taken (the dict answers it)
     assert table.find(keys).tolist() == [5, -1]
+    table = NameTable()
+    table.add(keys, [1, 0], [6, 5])  # in one batch: the first is held
+    assert table.find(keys).tolist() == [-1, 6]
 
 
 def test_quote_free_lines_after_the_first_chunk_come_raw():
