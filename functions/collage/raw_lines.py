@@ -104,7 +104,8 @@ class RawLines:
         plain &= self.words[start] == _HTTPS
         host = self.gather(start + 8, 8 * _HOST_WORDS)
         first = (~_HOST_BYTES[host]).argmax(axis=1)  # the first byte that is not of a host
-        plain &= host[np.arange(len(host)), first] == ord("/")
+        width = host.shape[1]
+        plain &= host.reshape(-1).take(np.arange(0, width * len(host), width) + first) == ord("/")
         plain &= (first > 0) & (first + 8 < length)
         return plain
 
@@ -154,7 +155,7 @@ class NameTable:
             rows = np.flatnonzero(keys.fits)
             found[rows] = self._probe(keys.hashes[rows])
             held = np.flatnonzero(found >= 0)
-            entry = self.entries[found[held]]
+            entry = self.entries.take(found[held], axis=0)  # take: faster than [] in 2-D
             width = min(self.entries.shape[1] - 3, keys.words.shape[1])
             same = entry[:, 1] == keys.lengths[held]
             same &= (entry[:, 3 : 3 + width] == keys.words[held, :width]).all(axis=1)
@@ -167,7 +168,7 @@ class NameTable:
         mask = len(self.slots) - 1
         rows, slot = np.arange(len(hashes)), hashes & mask
         while rows.size:
-            taken = self.slots[slot]
+            taken = self.slots.take(slot, axis=0)
             hit = taken[:, 0] == hashes[rows]
             hit &= taken[:, 1] >= 0
             found[rows[hit]] = taken[hit, 1]
