@@ -278,7 +278,9 @@ class _Creators:
         parsed = np.ones(count, dtype=bool)
         if layout.updated_at is not None:
             dated = rows.fields > layout.updated_at
-            stamp_at, stamp_end = (np.where(dated, at, 0) for at in rows.field(layout.updated_at))
+            stamp_at, stamp_end = (
+                np.where(dated, bound, 0) for bound in rows.field(layout.updated_at)
+            )
             fine &= ~rows.odd_bytes(stamp_at, stamp_end)  # spaces, non-ASCII: the full check
             keys, parsed = _raw_stamp_keys(rows, stamp_at, stamp_end)
         name_at, name_end = rows.field(layout.creator_at)
