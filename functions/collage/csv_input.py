@@ -86,8 +86,9 @@ class Block:
     A quote-free run of lines whose records all have the same number of fields is kept as one
     flat list (`fields`: each record's fields then a "\\n" marker, `stride` = width + 1), so
     a column is a slice; other records come as lists of fields. `quoted` marks a record parsed
-    by csv.reader (its fields may hold newlines). When asked for, quote-free lines may also
-    come undecoded, located by numpy (`raw`: whole lines, each ended by a newline, no CR).
+    by csv.reader (its fields may hold newlines). When asked for, lines may also come
+    undecoded, located by numpy (`raw`: whole lines, each ended by a newline, no CR, and no
+    quote but those that wrap whole fields).
     """
 
     __slots__ = ("count", "fields", "first", "lines", "quoted", "raw", "rows", "stride")
@@ -285,13 +286,17 @@ class _Tokenizer:
                 if chunk is None:
                     return
                 if raw:
-                    lines, chunk = _raw_lines(chunk)
-                    if lines:
-                        from collage.raw_lines import RawLines  # numpy: only for the split
+                    from collage.raw_lines import RawLines  # numpy: only for the split
 
-                        block = RawLines(lines)
+                    lines, rest = _raw_lines(chunk, quotes=True)
+                    block = RawLines(lines) if lines else None
+                    if block is not None and not block.simple:  # csv.reader from the 1st quote
+                        lines, rest = _raw_lines(chunk, quotes=False)
+                        block = RawLines(lines) if lines else None
+                    if block is not None:
                         yield Block(self.line + 1, block.count, raw=block)
                         self.line += block.count
+                    chunk = rest
                 self._set_text(chunk)
                 continue
             quote = text.find('"', pos)
@@ -344,13 +349,14 @@ class _Tokenizer:
         return block
 
 
-def _raw_lines(chunk: bytes) -> tuple[bytes, bytes]:
-    """(whole lines before the chunk's first quote, with CRLF made LF; the rest of the chunk).
+def _raw_lines(chunk: bytes, quotes: bool) -> tuple[bytes, bytes]:
+    """(the chunk's whole lines, or with `quotes` False those before its first quote, with
+    CRLF made LF; the rest of the chunk).
 
-    The lines are left to the caller as bytes, split as csv.reader would split them; the rest
-    goes through the text path. A lone CR or a line that may be over-long leaves it all there.
+    The lines are left to the caller as bytes (raw_lines); the rest goes through the text
+    path. A lone CR or a line that may be over-long leaves it all there.
     """
-    quote = chunk.find(b'"')
+    quote = -1 if quotes else chunk.find(b'"')
     cut = chunk.rfind(b"\n", 0, len(chunk) if quote == -1 else quote) + 1
     lines = chunk[:cut]
     if b"\r" in lines:

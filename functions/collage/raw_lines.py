@@ -1,14 +1,20 @@
-"""Quote-free CSV lines as bytes, their fields located by numpy: no Python object per field.
+"""CSV lines as bytes, their fields located by numpy: no Python object per field.
 
 The split's fast path (split._Creators._take_raw). csv.reader splits a line that holds no
 double quote (and no lone CR) on every comma, so the fields of a block of such lines are
-fixed by where its commas and newlines are. Short texts are read eight bytes at a time
+fixed by where its commas and newlines are. Quotes are taken too where they only wrap whole
+fields (`"a, b",c`, as exporters that quote every field write them): a comma is a separator
+when an even number of quotes comes before it, and a field's value is what its quotes wrap.
+Other quoting (doubled quotes, a quote inside a field, a field over several lines) is left
+to csv.reader: the block says it is not `simple`. Short texts are read eight bytes at a time
 through an unaligned uint64 view of the block, so a name, a date or the head of a URL costs
 a few gathers a column. A row that these whole-column tests do not settle takes the split's
 full check, which decides exactly as csv_input.check_record does.
 """
 
 from __future__ import annotations
+
+import csv
 
 import numpy as np
 
@@ -26,7 +32,8 @@ MAX_NAME_WORDS = 8  # names of up to 64 bytes go in the NameTable; longer ones u
 
 
 class RawLines:
-    """A block of whole lines (each ended by a newline), none with a quote or a CR."""
+    """A block of whole lines (each ended by a newline), none with a CR. Unless `simple`, its
+    quotes are not only whole-field wrappers and nothing else here may be used."""
 
     def __init__(self, data: bytes) -> None:
         self.data = data
@@ -35,13 +42,21 @@ class RawLines:
         self.codes = codes
         # The eight bytes at every offset, as one little-endian number.
         self.words = np.ndarray((len(padded) - 7,), dtype="<u8", buffer=padded, strides=(1,))
-        # One pass finds the newlines, the commas and the bytes no URL or date of the fast
-        # path holds (controls, space, non-ASCII; DEL apart, as it is rare).
+        # One pass finds the newlines, commas and quotes, and the bytes no URL or date of the
+        # fast path holds (controls, space, non-ASCII; DEL apart, as it is rare).
         marks = codes.view(np.int8) < 33
         marks |= codes == 44
+        marks |= codes == 34
         found = np.flatnonzero(marks)
         kind = codes[found]
         newline, comma = kind == 10, kind == 44
+        self.simple = True
+        self.quoted = bool(34 in kind)
+        if self.quoted:
+            quote = kind == 34
+            inside = (np.cumsum(quote) - quote) % 2 == 1  # an odd number of quotes before
+            self.simple = _wraps_fields(codes, found[quote], inside[quote], inside[newline])
+            comma &= ~inside
         self.ends = found[newline]  # each line's newline
         self.count = len(self.ends)
         self.starts = np.concatenate(([0], self.ends[:-1] + 1))
@@ -50,7 +65,7 @@ class RawLines:
         self.fields = np.diff(before, prepend=0) + 1  # fields per line
         self._first_comma = before - (self.fields - 1)
         self._commas = commas if commas.size else np.zeros(1, dtype=np.int64)
-        self._odd = found[~(newline | comma)]
+        self._odd = found[(kind != 10) & (kind != 44) & (kind != 34)]
         if b"\x7f" in data:
             self._odd = np.union1d(self._odd, np.flatnonzero(codes == 127))
         self._odd_line = np.searchsorted(self.ends, self._odd)
@@ -64,11 +79,16 @@ class RawLines:
             start = self._commas[np.minimum(self._first_comma + (index - 1), last)] + 1
         after = self._commas[np.minimum(self._first_comma + index, last)]
         end = np.where(self.fields > index + 1, after, self.ends)
+        if self.quoted:  # a field in quotes is what they wrap
+            wrapped = self.codes[start] == 34
+            start, end = start + wrapped, end - wrapped
         return start, end
 
     def line(self, at: int) -> list[str]:
         """Line `at` as csv.reader gives it (invalid UTF-8 replaced, as the tokenizer does)."""
         text = self.data[self.starts[at] : self.ends[at]].decode("utf-8", "replace")
+        if '"' in text:
+            return next(csv.reader([text]))
         return text.split(",") if text else []
 
     def text(self, start: np.ndarray, end: np.ndarray, at: int) -> bytes:
@@ -108,6 +128,22 @@ class RawLines:
         plain &= host.reshape(-1).take(np.arange(0, width * len(host), width) + first) == ord("/")
         plain &= (first > 0) & (first + 8 < length)
         return plain
+
+
+def _wraps_fields(
+    codes: np.ndarray, quotes: np.ndarray, closing: np.ndarray, newline_inside: np.ndarray
+) -> bool:
+    """Does every quote open a field (first byte of a line or after a comma) or close one
+    (right before a comma or a newline), no newline falling inside quotes? Then each field is
+    either bare or wrapped whole, and no line is left open (the block ends with a newline)."""
+    if newline_inside.any():
+        return False
+    opening = quotes[~closing]
+    before = codes[np.maximum(opening - 1, 0)]
+    if not ((opening == 0) | (before == 44) | (before == 10)).all():
+        return False
+    after = codes[quotes[closing] + 1]  # a closing quote is never the block's last byte
+    return bool(((after == 44) | (after == 10)).all())
 
 
 class NameKeys:

@@ -3,6 +3,7 @@ where they say yes."""
 
 from __future__ import annotations
 
+import csv
 import io
 import random
 
@@ -26,45 +27,62 @@ URLS = [
 ]  # fmt: skip
 
 
-def random_lines(rnd: random.Random, count: int) -> bytes:
-    lines = []
+def random_lines(rnd: random.Random, count: int) -> tuple[bytes, bool]:
+    """Lines of random fields, some wrapped in quotes (as csv.writer would, or always), and
+    whether every quote in them only wraps a whole field."""
+    lines, simple = [], True
     for _ in range(count):
-        fields = [rnd.choice(FIELDS + URLS) for _ in range(rnd.choice([0, 1, 2, 3, 3, 3, 5]))]
+        fields = []
+        for _ in range(rnd.choice([0, 1, 2, 3, 3, 3, 5])):
+            field = rnd.choice(FIELDS + URLS + ["a, b", ","])
+            simple &= '"' not in field
+            if "," in field or rnd.random() < 0.3:
+                field = f'"{field}"'
+            fields.append(field)
         lines.append(",".join(fields))
-    return (
-        ("\n".join(lines) + "\n").encode("utf-8", "surrogateescape").replace(b"\xc3\xbf", b"\xff")
-    )
+    data = ("\n".join(lines) + "\n").encode("utf-8", "surrogateescape")
+    return data.replace(b"\xc3\xbf", b"\xff"), simple
 
 
-@pytest.mark.parametrize("seed", range(40))
-def test_fields_are_the_split_lines(seed):
+def csv_fields(line: bytes) -> list[bytes]:
+    """csv.reader's fields of one line, byte for byte (latin-1 maps bytes to characters)."""
+    fields = next(csv.reader([line.decode("latin-1")]), [])
+    return [field.encode("latin-1") for field in fields]
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_fields_are_csv_readers(seed):
     rnd = random.Random(seed)
-    data = random_lines(rnd, rnd.randint(1, 80))
+    data, simple = random_lines(rnd, rnd.randint(1, 80))
     rows = RawLines(data)
     lines = data.split(b"\n")[:-1]
     assert rows.count == len(lines)
-    assert rows.fields.tolist() == [line.count(b",") + 1 for line in lines]
-    for index in range(6):
-        start, end = rows.field(index)
-        for at, line in enumerate(lines):
-            fields = line.split(b",")
-            if index < len(fields):
-                assert rows.text(start, end, at) == fields[index]
-                odd = any(code < 33 or code > 126 for code in fields[index])
-                assert rows.odd_bytes(start, end)[at] == odd
     for at, line in enumerate(lines):
         text = line.decode("utf-8", "replace")
-        assert rows.line(at) == (text.split(",") if text else [])
+        assert rows.line(at) == next(csv.reader([text]), [])
+    assert rows.simple == simple
+    if not simple:
+        return  # the tokenizer gives these lines to csv.reader
+    parsed = [csv_fields(line) for line in lines]
+    assert rows.fields.tolist() == [max(1, len(fields)) for fields in parsed]
+    for index in range(6):
+        start, end = rows.field(index)
+        odd = rows.odd_bytes(start, end)
+        for at, fields in enumerate(parsed):
+            if index < len(fields):
+                assert rows.text(start, end, at) == fields[index]
+                assert odd[at] == any(code < 33 or code > 126 for code in fields[index])
 
 
 def test_plain_urls_pass_check_url_and_the_common_ones_are_plain():
     rnd = random.Random(3)
-    urls = URLS + [
+    urls = [url for url in URLS if '"' not in url] + [
         "https://" + "".join(rnd.choice("ab.-/:?#@[]_%x") for _ in range(rnd.randint(0, 40)))
         for _ in range(3000)
     ]
     data = "".join(f"n,{url},d\n" for url in urls).encode()
     rows = RawLines(data)
+    assert rows.simple
     start, end = rows.field(1)
     plain = rows.plain_urls(start, end) & ~rows.odd_bytes(start, end)
     for at, url in enumerate(urls):
@@ -123,11 +141,15 @@ def test_a_shared_hash_never_gives_another_name():
     assert table.find(keys).tolist() == [-1, 6]
 
 
-def test_quote_free_lines_after_the_first_chunk_come_raw():
+def test_lines_come_raw_unless_their_quoting_needs_csv_reader():
     head = b"creator_name,cover_url,updated_at\n"
-    body = b"a,https://x.example/1.jpg,2025-01-01\r\nb,u,\n" * 40 + b'"q",u,\nlast,u'
-    _, blocks = read_blocks(io.BytesIO(head + body), print, 64, raw_lines=True)
+    plain = b'a,https://x.example/1.jpg,2025-01-01\r\n"b, c","u",\n' * 40
+    body = plain + b'"multi\nline",u,\n' + plain + b"last,u"
+    _, blocks = read_blocks(io.BytesIO(head + body), print, 256, raw_lines=True)
+    blocks = list(blocks)
     raw = [block for block in blocks if block.raw is not None]
-    assert raw and sum(block.count for block in raw) > 60
+    assert sum(block.count for block in raw) > 120
     assert all(b"\r" not in block.raw.data for block in raw)
     assert all(np.all(block.raw.codes[block.raw.ends] == 10) for block in raw)
+    assert any(block.raw.quoted for block in raw)  # "b, c" wraps a comma: still raw
+    assert ["multi\nline", "u", ""] in [block.rows[0] for block in blocks if block.quoted]

@@ -302,6 +302,27 @@ def test_quote_free_messy_csv_gives_what_the_plain_implementation_gave(seed, tmp
         assert run_split(data, max_images, limits, tmp_path) == want, limits
 
 
+@pytest.mark.parametrize("seed", range(30))
+def test_fully_quoted_messy_csv_gives_what_the_plain_implementation_gave(seed, tmp_path):
+    """As exporters that quote every field write it: the raw path takes the wrapped fields."""
+    rnd = random.Random(2000 + seed)
+    data = messy_csv(rnd, rnd.choice([40, 300]))
+    try:
+        rows = list(csv.reader(io.StringIO(data.decode("utf-8", "surrogateescape"), newline="")))
+    except csv.Error:
+        return  # a broken quote: csv.reader cannot read it back, nor re-quote it
+    text = io.StringIO()
+    csv.writer(text, quoting=csv.QUOTE_ALL, lineterminator="\n").writerows(rows)
+    data = text.getvalue().encode("utf-8", "surrogateescape")
+    max_images = rnd.choice([1, 3, 35])
+    try:
+        want = reference_split(data, max_images)
+    except CsvFileError:
+        return
+    for limits in LIMITS:
+        assert run_split(data, max_images, limits, tmp_path) == want, limits
+
+
 def plain_csv(rnd: random.Random, rows: int, creators: int) -> bytes:
     """The common shape, in bulk: the fast paths take nearly every row."""
     lines = ["creator_name,cover_url,updated_at"]
