@@ -8,6 +8,8 @@ optional. A bad row becomes a `RowIssue` naming its line and the rest goes on; a
 Parsing is the csv module's (default dialect), made fast for the common case: lines without a
 double quote are split with `str.split` (same fields, a fraction of the cost), lines with one go
 through one persistent `csv.reader`. Line numbers count physical lines as `csv.reader.line_num`.
+For the split, `read_blocks(..., raw_lines=True)` leaves whole chunks undecoded for numpy
+(raw_lines), whose fields are the same as csv.reader's.
 """
 
 from __future__ import annotations

@@ -8,11 +8,12 @@ Built for a month's CSV (2M+ rows, random creator order) in bounded memory, in t
 CPython the cost is in per-row objects and cache misses, so a row is handled a column at a
 time, by C loops (join, split, slicing) and numpy arrays, never by a Python statement:
 1. stream the CSV (csv_input.read_blocks) and take each block (~5,000 rows) column by column.
-   Quote-free lines stay bytes (raw_lines): numpy finds their commas and newlines, looks the
+   Lines stay bytes (raw_lines): numpy finds their commas, newlines and quotes, looks the
    raw names up in a hash table of the names seen (an index is the rank of the creator's
    first appearance), checks the URLs' heads and bytes, and parses the dates of the usual
    fixed forms into integer microseconds since 1970 UTC; the URLs alone become objects.
-   Other lines (quoted, or in a file's first chunk) take the same checks on str columns.
+   Other lines (a file's first chunk, quoting beyond whole-field wrappers) take the same
+   checks on str columns, or csv.reader's records one by one.
    parse_moment decides the other dates (bad ones are reported then). A row that these do
    not settle (a name to normalise, an odd URL) takes the full check, in CSV order where it
    could make a new creator. After each block the rows are sorted by partition
@@ -265,7 +266,7 @@ class _Creators:
         self.by_name.clear()
 
     def _take_raw(self, first: int, rows: RawLines) -> None:
-        """Quote-free lines as bytes: _take_columns' checks, a whole column at a time by numpy
+        """Lines as bytes: _take_columns' checks, a whole column at a time by numpy
         (raw_lines); a row they do not settle takes the full check, new names in CSV order."""
         layout, count = self.layout, rows.count
         lines = np.arange(first, first + count, dtype=np.int64)
