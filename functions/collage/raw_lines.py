@@ -29,6 +29,7 @@ _ALL_ONES = np.uint64(0xFFFFFFFFFFFFFFFF)
 _MIX_A = np.uint64(0x9E3779B97F4A7C15)
 _MIX_B = np.uint64(0xBF58476D1CE4E5B9)
 MAX_NAME_WORDS = 8  # names of up to 64 bytes go in the NameTable; longer ones use the dict
+MAX_TABLE_NAMES = 1 << 18  # ~30 MB: a month has ~57,000 creators; past that, the dict answers
 
 
 class RawLines:
@@ -176,10 +177,13 @@ class NameTable:
     another) is answered -1: the caller then looks in its dict.
 
     A slot is (hash, entry or -1), an entry (creator index, length, hash, words...): one row,
-    so a probe and a check cost a cache miss apiece. At most a quarter of the slots are used.
+    so a probe and a check cost a cache miss apiece. At most a quarter of the slots are used,
+    and it holds at most `limit` names, so a file of a million creators costs it no more
+    memory than one of a quarter million.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, limit: int = MAX_TABLE_NAMES) -> None:
+        self.limit = limit
         self.size = 0
         self.entries = np.zeros((1024, 4), dtype=np.int64)
         self.slots = np.full((4096, 2), -1, dtype=np.int64)
@@ -214,21 +218,22 @@ class NameTable:
 
     def add(self, keys: NameKeys, rows: list[int], indexes: list[int]) -> None:
         """Names `rows` of `keys` are creators `indexes`. A name is skipped if it does not
-        fit, or if its hash is held already (the dict answers it)."""
+        fit, if its hash is held already or if the table is full (the dict answers it)."""
         rows = np.array(rows, dtype=np.int64)
         indexes = np.array(indexes, dtype=np.int64)
         keep = keys.fits[rows]
         rows, indexes = rows[keep], indexes[keep]
         hashes = keys.hashes[rows]
         _, first = np.unique(hashes, return_index=True)
-        first = first[self._probe(hashes[first]) < 0]
+        first = first[self._probe(hashes[first]) < 0][: self.limit - self.size]
         if not first.size:
             return
         rows, indexes, hashes = rows[first], indexes[first], hashes[first]
         size = self.size + len(rows)
         width = max(self.entries.shape[1], 3 + keys.words.shape[1])
         if size > len(self.entries) or width > self.entries.shape[1]:
-            grown = np.zeros((max(size, 2 * len(self.entries)), width), dtype=np.int64)
+            rows_wanted = min(max(size, 2 * len(self.entries)), self.limit)
+            grown = np.zeros((rows_wanted, width), dtype=np.int64)
             grown[: self.size, : self.entries.shape[1]] = self.entries[: self.size]
             self.entries = grown
         added = self.entries[self.size : size]

@@ -123,6 +123,17 @@ def test_the_table_finds_what_it_holds_and_nothing_else():
         assert found[at] == (at if at < len(held) and fits else -1), name
 
 
+def test_a_full_table_holds_no_more_and_still_finds_what_it_holds():
+    names = [b"creator_%d" % n for n in range(100)]
+    _, keys = names_block(names)
+    table = NameTable(limit=30)
+    table.add(keys, [*range(60)], [*range(60)])
+    table.add(keys, [*range(60, 100)], [*range(60, 100)])
+    found = table.find(keys).tolist()
+    assert table.size == 30 and len(table.entries) == 30
+    assert all(found[at] in (at, -1) for at in range(100)) and found.count(-1) == 70
+
+
 def test_a_name_hashes_alike_in_any_block():
     _, short = names_block([b"ab", b"alice"])
     _, long = names_block([b"x" * 60, b"alice"])
