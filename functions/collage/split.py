@@ -277,6 +277,7 @@ class _Creators:
             fine[at] = _url_fine(rows.text(url_at, url_end, at).decode())  # http, long hosts
         keys = np.full(count, UNDATED, dtype=np.int64)
         parsed = np.ones(count, dtype=bool)
+        stamp_at = stamp_end = lines  # no updated_at column: every row is undated, parsed
         if layout.updated_at is not None:
             dated = rows.fields > layout.updated_at
             stamp_at, stamp_end = (
@@ -287,39 +288,24 @@ class _Creators:
         name_at, name_end = rows.field(layout.creator_at)
         names = NameKeys(rows, name_at, name_end)
         ids = np.where(usable, self.by_bytes.find(names), -1)
-        done = np.zeros(count, dtype=bool)
-        learnt: tuple[list[int], list[int]] = ([], [])  # rows and their creators, for the table
-        # A name the table does not hold, in CSV order (a creator's index is its rank of first
-        # appearance): known by its text, or a new creator, or the full check decides.
-        for at in np.flatnonzero(ids < 0).tolist():
-            index = None
-            if usable[at]:
-                name = rows.text(name_at, name_end, at).decode("utf-8", "replace")
-                index = self.by_field.get(name)
-                if index is None and fine[at] and _plain_name(name):
-                    index = self._creator(name, name)
-                if index is not None:
-                    learnt[0].append(at)
-                    learnt[1].append(index)
-            if index is None or not fine[at]:
-                self._check(rows.line(at), int(lines[at]))  # may make a creator
-                done[at] = True
-            else:
-                ids[at] = index
+
+        def name_of(at: int) -> str | None:
+            return (
+                rows.text(name_at, name_end, at).decode("utf-8", "replace") if usable[at] else None
+            )
+
+        def stamp_of(at: int) -> str:
+            return rows.text(stamp_at, stamp_end, at).decode()  # printable ASCII: checked
+
+        done, learnt = self._resolve(ids, fine, keys, parsed, lines, name_of, stamp_of, rows.line)
         if learnt[0]:
             self.by_bytes.add(names, *learnt)
-        if layout.updated_at is not None:
-            for at in np.flatnonzero(fine & ~parsed & ~done).tolist():
-                stamp = rows.text(stamp_at, stamp_end, at).decode()
-                keys[at] = self._stamp_key(stamp, int(ids[at]), int(lines[at]))
         good = np.flatnonzero(fine & ~done)
         urls = rows.texts(url_at, url_end, good)
         # Hashed while they are in the CPU cache, for the duplicate check in pass 2.
         hashes = np.fromiter(map(hash, urls), np.int64, len(urls))
         self.columns.append((ids[good], lines[good], keys[good], hashes, (url_end - url_at)[good]))
         self.urls.extend(urls)
-        for at in np.flatnonzero(~fine & ~done).tolist():
-            self._check(rows.line(at), int(lines[at]))  # a known creator: no new index
 
     def _take_uniform(self, block: Block) -> None:
         """A block of records with the same number of fields: column by column."""
@@ -378,21 +364,10 @@ class _Creators:
             if not parsed.all():  # parse_moment decides a plain text, below
                 odd = np.flatnonzero(~parsed)
                 fine[odd] &= _each(_plain, [stamps[at] for at in odd.tolist()])
-        done = np.zeros(count, dtype=bool)
-        # A new raw name: in CSV order, as a creator's index is its rank of first appearance.
-        for at in np.flatnonzero(ids < 0).tolist():
-            name = creators[at]
-            index = self.by_field.get(name)
-            if index is None and fine[at] and _plain_name(name):
-                index = self._creator(name, name)
-            if index is None or not fine[at]:
-                self._check(record(at), int(lines[at]))  # may make a creator
-                done[at] = True
-            else:
-                ids[at] = index
-        if stamps is not None:
-            for at in np.flatnonzero(fine & ~parsed & ~done).tolist():
-                keys[at] = self._stamp_key(stamps[at], int(ids[at]), int(lines[at]))
+        done, _ = self._resolve(
+            ids, fine, keys, parsed, lines, creators.__getitem__,
+            (stamps or []).__getitem__, record,
+        )  # fmt: skip
         good = fine & ~done
         # Hashed while they are in the CPU cache, for the duplicate check in pass 2.
         encoded = list(map(str.encode, urls))
@@ -404,8 +379,48 @@ class _Creators:
             return
         self.columns.append((ids[good], lines[good], keys[good], hashes[good], sizes[good]))
         self.urls.extend(compress(encoded, good.tolist()))
+
+    def _resolve(
+        self,
+        ids: np.ndarray,
+        fine: np.ndarray,
+        keys: np.ndarray,
+        parsed: np.ndarray,
+        lines: np.ndarray,
+        name_of: Callable[[int], str | None],
+        stamp_of: Callable[[int], str],
+        record_of: Callable[[int], list[str]],
+    ) -> tuple[np.ndarray, tuple[list[int], list[int]]]:
+        """Settle the rows whole-column checks left open, filling `ids` and `keys`.
+
+        A name not known yet goes in CSV order (a creator's index is its rank of first
+        appearance): known by its text, a new creator, or the full check decides (`name_of`
+        gives None for a row with too few fields). A plain date numpy did not read goes to
+        parse_moment. A row not `fine` takes the full check. Returns the rows the full check
+        took, and the rows whose names were looked up with their creators (for a table).
+        """
+        done = np.zeros(len(ids), dtype=bool)
+        learnt: tuple[list[int], list[int]] = ([], [])
+        for at in np.flatnonzero(ids < 0).tolist():
+            name, index = name_of(at), None
+            if name is not None:
+                index = self.by_field.get(name)
+                if index is None and fine[at] and _plain_name(name):
+                    index = self._creator(name, name)
+                if index is not None:
+                    learnt[0].append(at)
+                    learnt[1].append(index)
+            if index is None or not fine[at]:
+                self._check(record_of(at), int(lines[at]))  # may make a creator
+                done[at] = True
+            else:
+                ids[at] = index
+        for at in np.flatnonzero(fine & ~parsed & ~done).tolist():
+            keys[at] = self._stamp_key(stamp_of(at), int(ids[at]), int(lines[at]))
         for at in np.flatnonzero(~fine & ~done).tolist():
-            self._check(record(at), int(lines[at]))  # a known creator: no new index
+            self._check(record_of(at), int(lines[at]))  # a known creator: no new index
+            done[at] = True
+        return done, learnt
 
     def _stamp_key(self, stamp: str, index: int, line: int) -> int:
         """The key of a plain date that numpy did not parse (reported if bad)."""
