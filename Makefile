@@ -10,10 +10,11 @@ export SAM_CLI_TELEMETRY ?= 0
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml functions/pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	# Two packages: the deployed one (functions/) and the local tools around it (tools/).
+	$(PY) -m pip install --quiet -e ./functions -e '.[dev]'
 	touch $(STAMP)
 
 ## demo: the whole workflow on the sample CSV, offline (embedded local AWS + loopback covers)

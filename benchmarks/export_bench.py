@@ -84,7 +84,7 @@ def export(backend: str, url: str, table: str, rows: int, out: Path) -> Run:
     command = [
         sys.executable,
         "-m",
-        "collage.commands.export_urls",
+        "collage_tools.commands.export_urls",
         "--table",
         table,
         "-o",

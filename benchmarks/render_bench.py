@@ -99,7 +99,7 @@ WORKERS_BY_NAME = {"naive": worker_naive, "floor": worker_floor, "pyvips": worke
 def command(method: str, folder: Path, out: Path) -> list[str]:
     if method == "engine":  # the `collage` command users run, installed next to this Python
         script = Path(sys.executable).with_name("collage")
-        start = [str(script)] if script.exists() else [sys.executable, "-m", "collage.cli"]
+        start = [str(script)] if script.exists() else [sys.executable, "-m", "collage_tools.cli"]
         return [*start, "render", "-o", str(out), str(folder)]
     if method == "montage":
         geometry = f"{TILE[0]}x{TILE[1]}"
@@ -259,7 +259,7 @@ def download_runs(folder: Path, runs: int) -> tuple[float, int, int]:
     from collage.engine.download import FetchPolicy
     from collage.engine.pipeline import build_collage
     from collage.engine.render import Layout
-    from collage.local.cover_server import CoverServer
+    from collage_tools.cover_server import CoverServer
 
     walls, connections, failures = [], 0, 0
     policy = FetchPolicy(allow_loopback=True)
@@ -355,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_all(args: argparse.Namespace, launcher: Launcher) -> int:
-    from collage.local.covers import write_covers
+    from collage_tools.covers import write_covers
 
     runs = args.runs or (2 if args.quick else 7)
     methods = ["engine", "naive", "montage", "pyvips", "floor"]

@@ -21,7 +21,7 @@ COVER_SIZE = (720, 1280)
 
 def serve_sample_covers(server, csv_text: str) -> None:
     """Add a generated cover for every `/covers/NNN.jpg` the sample names (others stay 404)."""
-    from collage.local.covers import make_cover
+    from collage_tools.covers import make_cover
 
     for number in sorted({int(n) for n in re.findall(r"/covers/(\d+)\.jpg", csv_text)}):
         server.add(f"/covers/{number:03d}.jpg", make_cover(number, COVER_SIZE, quality=88))
@@ -33,8 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "out" / "demo")
     args = parser.parse_args(argv)
 
-    from collage.cli import main as collage_main
-    from collage.local.cover_server import CoverServer
+    from collage_tools.cli import main as collage_main
+    from collage_tools.cover_server import CoverServer
 
     text = args.csv.read_text(encoding="utf-8")
     try:

@@ -14,7 +14,7 @@ SMALL_COVER = (216, 384)  # one tile: fast to make and to decode
 
 @pytest.fixture(scope="module")
 def cover_server():
-    from collage.local.cover_server import CoverServer
+    from collage_tools.cover_server import CoverServer
 
     with CoverServer() as server:
         yield server
@@ -23,7 +23,7 @@ def cover_server():
 @pytest.fixture(scope="module")
 def covers(cover_server):
     """URLs of 40 small synthetic JPEG covers, `/c/000.jpg` ..."""
-    from collage.local.covers import make_cover
+    from collage_tools.covers import make_cover
 
     return [cover_server.add(f"/c/{n:03d}.jpg", make_cover(n, SMALL_COVER)) for n in range(40)]
 
@@ -31,7 +31,7 @@ def covers(cover_server):
 @pytest.fixture
 def local_stack():
     """A fresh embedded stack (moto) with the real template, ASL and handlers."""
-    from collage.local.emulator import LocalStack
+    from collage_tools.emulator import LocalStack
 
     with LocalStack(allow_loopback=True) as stack:
         yield stack

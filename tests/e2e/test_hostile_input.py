@@ -13,8 +13,8 @@ from collections.abc import Iterator
 import pytest
 from PIL import Image
 
-from collage.local.cover_server import CoverServer
-from collage.local.covers import encode, make_cover
+from collage_tools.cover_server import CoverServer
+from collage_tools.covers import encode, make_cover
 from tests.support.workflow import (
     csv_text,
     executions,
@@ -274,7 +274,7 @@ def test_bad_messages_fail_alone_then_reach_the_dead_letter_queue(local_stack, s
 
 
 def test_an_oversized_message_is_refused_and_the_rest_of_its_batch_starts(local_stack, server):
-    from collage.local.emulator import sqs_record
+    from collage_tools.emulator import sqs_record
 
     def record(message_id: str, body: str) -> dict:
         attributes = {"SentTimestamp": "1737282600000", "ApproximateReceiveCount": "1"}

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from collage.local.cover_server import CoverServer
-from collage.local.covers import make_cover
+from collage_tools.cover_server import CoverServer
+from collage_tools.covers import make_cover
 from tests.support.s3_faults import S3Faults, fast_waits
 from tests.support.workflow import csv_text, executions, keys, read_json, run_csv
 
@@ -56,7 +56,7 @@ def etags(stack: Any, prefix: str = "") -> dict[str, str]:
 
 def test_the_same_upload_event_delivered_twice_at_once_starts_one_run(local_stack, server):
     from collage import aws
-    from collage.local.emulator import s3_object_created_event
+    from collage_tools.emulator import s3_object_created_event
 
     data = csv_text(rows(server)[:2]).encode()
     bucket = local_stack.names["InputBucket"]
@@ -75,7 +75,7 @@ def test_the_same_upload_event_delivered_twice_at_once_starts_one_run(local_stac
 
 
 def test_a_redelivered_sqs_message_starts_one_run(local_stack, server):
-    from collage.local.emulator import sqs_record
+    from collage_tools.emulator import sqs_record
 
     body = {
         "processing_type": "csv_data",

@@ -8,7 +8,7 @@ import json
 import pytest
 from PIL import Image
 
-from collage.local.covers import encode, make_cover
+from collage_tools.covers import encode, make_cover
 from tests.e2e.test_hostile_input import report_of
 from tests.e2e.test_idempotency import NAMES, etags, restart, rows
 from tests.e2e.test_idempotency import server as server

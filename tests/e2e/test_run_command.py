@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from collage.cli import main
+from collage_tools.cli import main
 from tests.support.workflow import csv_text
 
 pytestmark = pytest.mark.e2e

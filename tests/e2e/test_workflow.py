@@ -65,7 +65,7 @@ def test_uploaded_csv_becomes_collages_a_report_and_an_archived_csv(
 def test_tiles_follow_the_documented_order(local_stack, cover_server):
     from PIL import Image
 
-    from collage.local.covers import encode
+    from collage_tools.covers import encode
 
     colours = {
         "red": (220, 20, 20),
@@ -126,7 +126,7 @@ def test_sqs_message_gives_collages_under_its_output_prefix(local_stack, covers)
 
 def test_the_same_upload_event_delivered_twice_starts_one_run(local_stack, covers):
     from collage import aws
-    from collage.local.emulator import s3_object_created_event
+    from collage_tools.emulator import s3_object_created_event
 
     data = csv_text([("fay", covers[0], "2025-01-01")]).encode()
     bucket = local_stack.names["InputBucket"]
@@ -163,8 +163,8 @@ def test_unusable_csv_fails_the_run_and_moves_it_to_failed_with_the_reason(local
 @pytest.mark.slow
 def test_a_map_of_more_than_a_thousand_creators_completes(local_stack, cover_server):
     """moto's map worker recurses once per item and dies past ~970 items unless the emulator
-    raises the recursion limit and thread stack size (bridge 5 of collage.local.emulator)."""
-    from collage.local.covers import make_cover
+    raises the recursion limit and thread stack size (bridge 5 of collage_tools.emulator)."""
+    from collage_tools.covers import make_cover
 
     url = cover_server.add("/tiny.jpg", make_cover(3, (54, 96)))
     rows = [(f"creator{n:04d}", url, "2025-01-01") for n in range(1100)]

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from collage.engine.download import Downloader, DownloadError, FetchPolicy
-from collage.local.cover_server import CoverServer, fake_jpeg
+from collage_tools.cover_server import CoverServer, fake_jpeg
 from tests.support.faults import NetworkSpy
 
 FAST = FetchPolicy(

@@ -14,8 +14,8 @@ import pymysql
 import pytest
 import sqlalchemy as sa
 
-from collage import dbexport
 from collage.csv_input import read_rows
+from collage_tools import dbexport
 from tests.support import mariadb
 from tests.support.export import export, read_csv
 

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from collage.local.cover_server import CoverServer
-from collage.local.covers import encode, make_cover
+from collage_tools.cover_server import CoverServer
+from collage_tools.covers import encode, make_cover
 from tests.support.s3_faults import S3Faults, fast_waits
 from tests.support.workflow import csv_text, image, keys, read_json, run_csv
 
@@ -162,7 +162,7 @@ def test_one_csv_of_mixed_cover_faults_names_each_and_renders_the_rest(local_sta
 
 
 def test_loopback_covers_are_refused_without_a_single_request(server):
-    from collage.local.emulator import LocalStack
+    from collage_tools.emulator import LocalStack
 
     port = server.base_url.rsplit(":", 1)[1]
     urls = [

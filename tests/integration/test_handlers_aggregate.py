@@ -165,7 +165,7 @@ def test_a_failed_map_moves_the_csv_to_failed_with_an_error_report(buckets):
 
 def test_the_handler_reports_a_split_error_with_the_lambda_error_message(buckets):
     from collage.handlers.aggregate import handler
-    from collage.local.emulator import LambdaContext
+    from collage_tools.emulator import LambdaContext
 
     cause = {"errorType": "CsvFileError", "errorMessage": "CSV file is empty", "stackTrace": []}
     event = {

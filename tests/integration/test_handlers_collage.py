@@ -9,8 +9,8 @@ import pytest
 from collage import aws
 from collage.collage_task import process_creator, result_key
 from collage.errors import TransientError
-from collage.local.cover_server import CoverServer
-from collage.local.covers import make_cover
+from collage_tools.cover_server import CoverServer
+from collage_tools.covers import make_cover
 from tests.support.s3_faults import S3Faults, fast_waits, moto_stack_buckets
 
 TILE = (216, 384)
@@ -71,7 +71,7 @@ def output_keys(buckets: dict[str, str]) -> list[str]:
 
 def test_handler_stores_the_collage_and_the_result_record(buckets, server):
     from collage.handlers.render import handler
-    from collage.local.emulator import LambdaContext
+    from collage_tools.emulator import LambdaContext
 
     work = item(server, paths=("/c/0.jpg", "/c/missing.jpg"))
     summary = handler({"run": RUN, "item": work, "config": CONFIG}, LambdaContext("r", 60, 1024))

@@ -126,7 +126,7 @@ def test_issues_past_the_listed_ones_are_all_kept_and_reach_the_report(buckets):
 
 def test_handler_returns_every_field_the_state_machine_selects(buckets):
     from collage.handlers.split import handler
-    from collage.local.emulator import LambdaContext, project_root
+    from collage_tools.emulator import LambdaContext, project_root
 
     definition = json.loads((project_root() / "statemachine/collage_workflow.asl.json").read_text())
     selector = definition["States"]["SplitByCreator"]["ResultSelector"]

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from collage import aws
-from collage.local.emulator import LambdaContext, s3_object_created_event, sqs_record
+from collage_tools.emulator import LambdaContext, s3_object_created_event, sqs_record
 from tests.support.s3_faults import moto_stack_buckets
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")

@@ -6,7 +6,7 @@ import argparse
 import csv
 from pathlib import Path
 
-from collage.commands import export_urls
+from collage_tools.commands import export_urls
 
 
 def export(*argv: str) -> int:

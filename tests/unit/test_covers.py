@@ -10,7 +10,7 @@ import pytest
 from PIL import Image, ImageStat
 
 from collage.engine.formats import sniff
-from collage.local.covers import COVER_SIZE, cover_colour, cover_image, make_cover, write_covers
+from collage_tools.covers import COVER_SIZE, cover_colour, cover_image, make_cover, write_covers
 
 
 def test_same_arguments_same_bytes() -> None:

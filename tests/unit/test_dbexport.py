@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from collage import dbexport
-from collage.commands import export_urls
 from collage.csv_input import read_rows
+from collage_tools import dbexport
+from collage_tools.commands import export_urls
 from tests.support.export import export, read_csv
 
 ROWS = [
@@ -421,7 +421,7 @@ def test_the_collage_command_as_a_process(db_url, tmp_path):
     import sys
 
     def collage(*argv: str) -> subprocess.CompletedProcess:
-        command = [sys.executable, "-m", "collage.cli", "export-urls", *argv]
+        command = [sys.executable, "-m", "collage_tools.cli", "export-urls", *argv]
         return subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
 
     out = tmp_path / "covers.csv"

@@ -10,7 +10,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from collage.commands import export_urls
+from collage_tools.commands import export_urls
 
 BUCKET = "input-bucket"
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from collage.engine.download import Downloader, DownloadError, FetchPolicy
-from collage.local.cover_server import fake_jpeg
+from collage_tools.cover_server import fake_jpeg
 from tests.support.faults import NetworkSpy, make_tls_files, tls_server
 
 

@@ -14,7 +14,7 @@ from PIL import Image
 from collage.engine.download import FetchPolicy
 from collage.engine.pipeline import build_collage, read_local
 from collage.engine.render import CoverError, Layout, placeholder_colours
-from collage.local.cover_server import CoverServer
+from collage_tools.cover_server import CoverServer
 
 SMALL = Layout(rows=2, cols=3, tile_width=64, tile_height=96, background=(0, 0, 0))
 POLICY = FetchPolicy(max_retries=0, total_timeout=10.0, read_timeout=5.0)

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from collage.cli import main
-from collage.commands.render import page_paths
-from collage.local.cover_server import CoverServer
+from collage_tools.cli import main
+from collage_tools.commands.render import page_paths
+from collage_tools.cover_server import CoverServer
 
 RED, BLUE = (230, 30, 30), (30, 30, 230)
 

@@ -9,7 +9,7 @@ from PIL import Image, ImageChops, ImageStat
 
 from collage.engine import render
 from collage.engine.render import Layout, decode_tile
-from collage.local.covers import make_cover
+from collage_tools.covers import make_cover
 
 
 def psnr(a: Image.Image, b: Image.Image) -> float:

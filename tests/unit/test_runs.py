@@ -4,8 +4,8 @@ from datetime import UTC, datetime
 import pytest
 
 from collage.config import ProcessingConfig
-from collage.local.emulator import s3_object_created_event
 from collage.runs import MapSettings, MessageError, run_from_message, run_from_s3_event
+from collage_tools.emulator import s3_object_created_event
 
 SENT = datetime(2025, 1, 19, 10, 30, tzinfo=UTC)
 

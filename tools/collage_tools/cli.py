@@ -1,4 +1,6 @@
-"""`collage`: the local tools of the collage processor (run, render, export-urls)."""
+"""`collage`: the local tools of the collage processor (run, render, export-urls).
+
+This package (tools/) is never deployed; the Lambda functions run `collage` alone."""
 
 from __future__ import annotations
 
@@ -6,7 +8,7 @@ import argparse
 import importlib
 import sys
 
-# subcommand -> (module under collage.commands, one-line help)
+# subcommand -> (module under collage_tools.commands, one-line help)
 COMMANDS = {
     "run": ("run", "run the whole workflow on an embedded local AWS (no account needed)"),
     "render": ("render", "build one collage from local files and/or URLs"),
@@ -21,7 +23,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     for name, (module_name, help_text) in COMMANDS.items():
         command = sub.add_parser(name, help=help_text, description=help_text)
         if only in (None, name):
-            module = importlib.import_module(f"collage.commands.{module_name}")
+            module = importlib.import_module(f"collage_tools.commands.{module_name}")
             module.add_arguments(command)
             command.set_defaults(handler=module.run)
     return parser

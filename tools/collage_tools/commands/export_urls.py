@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, TextIO
 from urllib.parse import quote
 
 if TYPE_CHECKING:
-    from collage.dbexport import ExportStats
+    from collage_tools.dbexport import ExportStats
 
 PROG = "collage export-urls"
 
@@ -97,7 +97,7 @@ class Progress:
 
 
 def run(args: argparse.Namespace) -> int:
-    from collage import dbexport
+    from collage_tools import dbexport
 
     secrets = [os.environ.get(dbexport.PASSWORD_ENV, "")]
     try:
@@ -167,7 +167,7 @@ def scrub(message: str, secrets: list[str]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Standalone entry (`python -m collage.commands.export_urls`), the same as the subcommand."""
+    """Standalone entry (`python -m collage_tools.commands.export_urls`): same as the subcommand."""
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
     add_arguments(parser)
     return run(parser.parse_args(argv))

@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     if not source.is_file():
         _say(f"no such file: {source}")
         return 2
-    from collage.local.emulator import LocalStack
+    from collage_tools.emulator import LocalStack
 
     _say("starting the embedded local AWS (moto)")
     with contextlib.ExitStack() as scope:
