@@ -260,9 +260,10 @@ def download_runs(folder: Path, runs: int) -> tuple[float, int, int]:
     from collage.engine.pipeline import build_collage
     from collage.engine.render import Layout
     from collage_tools.cover_server import CoverServer
+    from collage_tools.loopback import local_guard
 
     walls, connections, failures = [], 0, 0
-    policy = FetchPolicy(allow_loopback=True)
+    policy = FetchPolicy(address_guard=local_guard(True))
     for _ in range(runs + 1):  # the first run warms imports and caches; not counted
         with CoverServer(latency=LATENCY) as server:
             urls = server.add_directory(folder, "/covers")

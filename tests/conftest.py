@@ -8,6 +8,8 @@ import pytest
 
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 os.environ.setdefault("SAM_CLI_TELEMETRY", "0")
+# The template sets it for every function; handlers imported by a test need it too.
+os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "TikTokCoverCollage")
 
 SMALL_COVER = (216, 384)  # one tile: fast to make and to decode
 

@@ -15,33 +15,34 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
-from collage import aws
+from collage.aws import Store
 from collage.collage_task import failed_record
+from collage.contracts import AggregateEvent, Run, SplitResult, StepError
 from collage.errors import retried_when_transient
 from collage.runs import ARCHIVE_PREFIX, FAILED_PREFIX, parked_key
 
 READ_WORKERS = 32  # result records are small: many in flight keeps a 50k-creator run quick
 
 
-def report_key(run: Mapping[str, Any]) -> str:
-    return f"{run['output_prefix']}report_{run['timestamp']}.json"
+def report_key(run: Run) -> str:
+    return f"{run.output_prefix}report_{run.timestamp}.json"
 
 
-def describe_error(error: Mapping[str, Any] | None) -> str | None:
+def describe_error(error: StepError | None) -> str | None:
     """A state machine error ({"Error", "Cause"}) as one readable line."""
     if not error:
         return None
-    cause = error.get("Cause") or ""
+    cause = error.Cause or ""
     try:
         parsed = json.loads(cause)
         if isinstance(parsed, dict) and parsed.get("errorMessage"):
             cause = parsed["errorMessage"]
     except (TypeError, ValueError):
         pass
-    return f"{error.get('Error', 'Error')}: {cause}".strip().rstrip(":")
+    return f"{error.Error}: {cause}".strip().rstrip(":")
 
 
-def map_failures(map_result: Mapping[str, Any] | None) -> dict[str, str]:
+def map_failures(store: Store, map_result: Mapping[str, Any] | None) -> dict[str, str]:
     """Why map children failed, by creator key, from the Distributed Map's ResultWriter files.
 
     On AWS the manifest lists FAILED_n.json files, each an array of failed children with their
@@ -50,44 +51,48 @@ def map_failures(map_result: Mapping[str, Any] | None) -> dict[str, str]:
     details = (map_result or {}).get("ResultWriterDetails") or {}
     if not details.get("Bucket") or not details.get("Key"):
         return {}
-    manifest = aws.get_json(details["Bucket"], details["Key"]) or {}
+    manifest = store.get_json(details["Bucket"], details["Key"]) or {}
     bucket = manifest.get("DestinationBucket") or details["Bucket"]
     reasons: dict[str, str] = {}
     for result_file in (manifest.get("ResultFiles") or {}).get("FAILED") or []:
-        for child in aws.get_json(bucket, result_file["Key"]) or []:
+        for child in store.get_json(bucket, result_file["Key"]) or []:
             try:
                 name = json.loads(child.get("Input") or "{}")["item"]["name"]
             except (TypeError, ValueError, KeyError):
                 continue
-            reasons[name] = describe_error(
-                {"Error": child.get("Error"), "Cause": child.get("Cause")}
+            reasons[name] = (
+                describe_error(
+                    StepError(Error=child.get("Error") or "Error", Cause=child.get("Cause"))
+                )
+                or "the map child failed"
             )
     return reasons
 
 
 def collect_results(
+    store: Store,
     temp_bucket: str,
-    run: Mapping[str, Any],
+    run: Run,
     missing_reason: str,
     map_result: Mapping[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """One record per expected creator, in CSV order; a creator without a result record is
     failed with the reason its map child failed (when known) or `missing_reason`."""
-    expected = aws.get_json(temp_bucket, f"{run['temp_prefix']}expected.json") or []
+    expected = store.get_json(temp_bucket, f"{run.temp_prefix}expected.json") or []
 
     def load(entry: list[str]) -> dict[str, Any] | None:
-        return aws.get_json(temp_bucket, f"{run['temp_prefix']}results/{entry[1]}.json")
+        return store.get_json(temp_bucket, f"{run.temp_prefix}results/{entry[1]}.json")
 
     with ThreadPoolExecutor(READ_WORKERS) as pool:
         records = list(pool.map(load, expected))
-    reasons = map_failures(map_result) if None in records else {}
+    reasons = map_failures(store, map_result) if None in records else {}
     return [
         record or failed_record(creator, name, reasons.get(name, missing_reason))
         for (creator, name), record in zip(expected, records, strict=True)
     ]
 
 
-def totals(records: list[Mapping[str, Any]], split: Mapping[str, Any]) -> dict[str, Any]:
+def totals(records: list[Mapping[str, Any]], split: SplitResult | None) -> dict[str, Any]:
     statuses = Counter(record["status"] for record in records)
     return {
         "creators": {
@@ -104,49 +109,42 @@ def totals(records: list[Mapping[str, Any]], split: Mapping[str, Any]) -> dict[s
         },
         "collages": sum(len(r.get("collages", [])) for r in records),
         "rows": {
-            "used": split.get("rows", 0),
-            "rejected": split.get("rows_rejected", 0),
-            "warnings": split.get("row_warnings", 0),
+            "used": split.rows if split else 0,
+            "rejected": split.rows_rejected if split else 0,
+            "warnings": split.row_warnings if split else 0,
         },
     }
 
 
 @retried_when_transient
 def finish_run(
-    run: Mapping[str, Any],
-    config: Mapping[str, Any],
-    split: Mapping[str, Any] | None,
+    request: AggregateEvent,
+    store: Store,
     *,
     input_bucket: str,
     output_bucket: str,
     temp_bucket: str,
-    error: Mapping[str, Any] | None = None,
-    failed_stage: str | None = None,
-    map_result: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Write the report, park the CSV, and return the concise run summary (the execution output).
 
-    `error` is the state machine's error for a stage that failed as a whole (`failed_stage`:
-    "split" or "map"); without it the run succeeded, whatever some creators did.
+    A stage that failed as a whole (the split, or the map) fails the run; without such an
+    error the run succeeded, whatever some creators did.
     Raises TransientError when S3 is failing (the state machine retries the step).
     """
+    run, split = request.run, request.split
+    error, failed_stage = request.failure()
     reason = describe_error(error)
-    records = (
-        collect_results(
-            temp_bucket, run, reason or "the collage task did not record a result", map_result
-        )
-        if split
-        else []
-    )
-    row_issues = aws.get_json(temp_bucket, f"{run['temp_prefix']}row-issues.json") or []
-    unlisted = (split or {}).get("row_issues_unlisted", 0)
+    missing = reason or "the collage task did not record a result"
+    records = collect_results(store, temp_bucket, run, missing, request.map_result) if split else []
+    row_issues = store.get_json(temp_bucket, f"{run.temp_prefix}row-issues.json") or []
+    unlisted = split.row_issues_unlisted if split else 0
     all_issues = None
     if unlisted:  # too many to list in the report: the full list goes next to it
         all_issues = report_key(run).removesuffix(".json") + "_row_issues.jsonl"
-        source = f"{run['temp_prefix']}row-issues.jsonl"
-        aws.copy_object(temp_bucket, source, output_bucket, all_issues)
+        source = f"{run.temp_prefix}row-issues.jsonl"
+        store.copy_object(temp_bucket, source, output_bucket, all_issues)
     status = "failed" if error else "succeeded"
-    run_totals = totals(records, split or {})
+    run_totals = totals(records, split)
     problems = (
         run_totals["creators"]["failed"]
         + run_totals["covers"]["failed"]
@@ -156,19 +154,19 @@ def finish_run(
         status = "completed_with_failures"
 
     park_prefix = FAILED_PREFIX if error else ARCHIVE_PREFIX
-    parked = parked_key(park_prefix, run["source_key"], run["timestamp"])
-    aws.move_object(run["source_bucket"], run["source_key"], input_bucket, parked)
+    parked = parked_key(park_prefix, run.source_key, run.timestamp)
+    store.move_object(run.source_bucket, run.source_key, input_bucket, parked)
 
     report = {
-        "run_id": run["id"],
+        "run_id": run.id,
         "status": status,
         "error": {"stage": failed_stage, "reason": reason} if error else None,
-        "trigger": run["trigger"],
-        "source": f"s3://{run['source_bucket']}/{run['source_key']}",
+        "trigger": run.trigger,
+        "source": f"s3://{run.source_bucket}/{run.source_key}",
         "csv": f"s3://{input_bucket}/{parked}",
-        "timestamp": run["timestamp"],
+        "timestamp": run.timestamp,
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "config": dict(config),
+        "config": request.config.to_dict() if request.config else {},
         "totals": run_totals,
         "row_issues": row_issues,  # by line; the first ones when there are very many
         "row_issues_unlisted": unlisted,
@@ -176,16 +174,16 @@ def finish_run(
         "creators": records,
     }
     key = report_key(run)
-    aws.put_json(output_bucket, key, report)
+    store.put_json(output_bucket, key, report)
     if error:
-        aws.put_json(input_bucket, parked[: -len(".csv")] + ".error.json", report["error"])
+        store.put_json(input_bucket, parked[: -len(".csv")] + ".error.json", report["error"])
 
     return {
-        "run_id": run["id"],
+        "run_id": run.id,
         "status": status,
         "error": report["error"],
         **run_totals,
-        "collages_at": f"s3://{output_bucket}/{run['output_prefix']}",
+        "collages_at": f"s3://{output_bucket}/{run.output_prefix}",
         "report": f"s3://{output_bucket}/{key}",
         "csv": report["csv"],
     }

@@ -6,16 +6,16 @@ idempotent: a retried or redriven task whose creator already has a result does n
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
-from collage import aws
-from collage.config import ProcessingConfig, config_from_dict
+from collage.aws import Store
+from collage.contracts import CreatorSummary, MapItem, RenderEvent, Run
 from collage.engine.fetch_policy import FetchPolicy
 from collage.engine.pipeline import build_collage
 from collage.engine.render import Layout
-from collage.engine.url_guard import scrub_url
+from collage.engine.url_guard import AddressGuard, scrub_url
 from collage.errors import TransientError, is_transient
 from collage.naming import safe_segment
 
@@ -28,51 +28,46 @@ def collage_keys(output_prefix: str, name: str, timestamp: str, pages: int) -> l
     return [f"{stem}.jpg" if page == 1 else f"{stem}_p{page}.jpg" for page in range(1, pages + 1)]
 
 
-def result_key(run: Mapping[str, Any], name: str) -> str:
-    return f"{run['temp_prefix']}results/{name}.json"
+def result_key(run: Run, name: str) -> str:
+    return f"{run.temp_prefix}results/{name}.json"
 
 
-def summarise(record: Mapping[str, Any]) -> dict[str, Any]:
+def summarise(record: Mapping[str, Any]) -> CreatorSummary:
     """The small value a map child returns (the full record stays in S3)."""
-    return {
-        "creator": record["creator"],
-        "status": record["status"],
-        "collages": len(record["collages"]),
-        "covers_failed": record["covers_failed"],
-    }
+    return CreatorSummary(
+        creator=record["creator"],
+        status=record["status"],
+        collages=len(record["collages"]),
+        covers_failed=record["covers_failed"],
+    )
 
 
 def process_creator(
-    item: Mapping[str, Any],
-    run: Mapping[str, Any],
-    config: ProcessingConfig | Mapping[str, Any],
+    request: RenderEvent,
+    store: Store,
     *,
     output_bucket: str,
     temp_bucket: str,
-    allow_loopback: bool = False,
-    allowed_host_suffixes: Sequence[str] = (),
+    address_guard: AddressGuard,
     deadline: float | None = None,
 ) -> dict[str, Any]:
     """Render and store one creator's collage; return the full result record."""
-    if not isinstance(config, ProcessingConfig):
-        config = config_from_dict(config)
-    creator = item["creator"]
-    name = item.get("name") or safe_segment(creator)
-    record_key = result_key(run, name)
-    previous = aws.get_json(temp_bucket, record_key)
+    item = request.item
+    name = item.name or safe_segment(item.creator)
+    record_key = result_key(request.run, name)
+    previous = store.get_json(temp_bucket, record_key)
     if previous and previous.get("status") in DONE_STATUSES:
         return {**previous, "skipped": True}
 
     try:
-        record = _render_and_store(
-            item, run, config, name, output_bucket, allow_loopback, allowed_host_suffixes, deadline
-        )
+        policy = FetchPolicy.from_config(request.config, address_guard)
+        record = _render_and_store(request, name, store, output_bucket, policy, deadline)
     except Exception as error:
         if is_transient(error):
             raise TransientError(f"{type(error).__name__}: {error}") from error
         # A bug or an unexpected input: recorded for the report, not retried.
-        record = failed_record(creator, name, f"{type(error).__name__}: {error}")
-    aws.put_json(temp_bucket, record_key, record)
+        record = failed_record(item.creator, name, f"{type(error).__name__}: {error}")
+    store.put_json(temp_bucket, record_key, record)
     return record
 
 
@@ -96,46 +91,31 @@ def failed_record(creator: str, name: str, reason: str) -> dict[str, Any]:
 
 
 def _render_and_store(
-    item: Mapping[str, Any],
-    run: Mapping[str, Any],
-    config: ProcessingConfig,
+    request: RenderEvent,
     name: str,
+    store: Store,
     output_bucket: str,
-    allow_loopback: bool,
-    allowed_host_suffixes: Sequence[str],
+    policy: FetchPolicy,
     deadline: float | None,
 ) -> dict[str, Any]:
-    creator = item["creator"]
-    urls: list[str] = list(item["urls"])
-    lines: list[int] = list(item.get("lines") or [0] * len(urls))
-    policy = FetchPolicy.from_config(
-        config, allow_loopback=allow_loopback, allowed_host_suffixes=allowed_host_suffixes
-    )
+    item, run, config = request.item, request.run, request.config
     result = build_collage(
-        urls,
+        item.urls,
         Layout.from_config(config),
         policy=policy,
         max_workers=config.max_workers,
         deadline=deadline,
     )
-    keys = collage_keys(run["output_prefix"], name, run["timestamp"], len(result.pages))
+    keys = collage_keys(run.output_prefix, name, run.timestamp, len(result.pages))
     for key, page in zip(keys, result.pages, strict=True):
-        aws.put_bytes(
+        store.put_bytes(
             output_bucket,
             key,
             page,
             "image/jpeg",
-            Metadata={"run-id": run["id"], "creator": quote(name)},
+            Metadata={"run-id": run.id, "creator": quote(name)},
         )
-    failures = [
-        {
-            "line": lines[outcome.index] if outcome.index < len(lines) else None,
-            "url": scrub_url(outcome.source),  # no credentials or signatures in reports
-            "code": outcome.error_code,
-            "error": outcome.error,
-        }
-        for outcome in result.failed
-    ]
+    failures = [_failure(item, outcome) for outcome in result.failed]
     if not result.pages:
         status = "failed"
     elif failures:
@@ -143,17 +123,27 @@ def _render_and_store(
     else:
         status = "ok"
     return {
-        "creator": creator,
+        "creator": item.creator,
         "name": name,
         "status": status,
         "error": "no cover could be rendered" if status == "failed" else None,
         "collages": keys,
-        "covers": len(urls),
-        "covers_ok": len(urls) - len(failures),
+        "covers": len(item.urls),
+        "covers_ok": len(item.urls) - len(failures),
         "covers_failed": len(failures),
-        "covers_cut": item.get("cut", 0),
+        "covers_cut": item.cut,
         "failures": failures,
         "bytes_downloaded": result.bytes_downloaded,
         "download_seconds": round(result.download_seconds, 3),
         "render_seconds": round(result.render_seconds, 3),
+    }
+
+
+def _failure(item: MapItem, outcome: Any) -> dict[str, Any]:
+    """A cover that failed, for the report: its CSV line, the URL (scrubbed), code and reason."""
+    return {
+        "line": item.lines[outcome.index] if outcome.index < len(item.lines) else None,
+        "url": scrub_url(outcome.source),  # no credentials or signatures in reports
+        "code": outcome.error_code,
+        "error": outcome.error,
     }

@@ -1,24 +1,30 @@
-"""Processing settings: defaults, environment overrides and per-message overrides, validated.
+"""Processing settings: one model, with the ranges the README lists, validated by pydantic.
 
 Every setting has a default (the seed system's), can be set for a whole stack through an
 environment variable (`COLLAGE_<NAME>`, filled from template parameters), and can be
-overridden per SQS message through `processing_config`. Validation is strict: an unknown key,
-a wrong type or an out-of-range value is refused with a message that names it.
+overridden per SQS message through `processing_config`. An unknown key, a wrong type or an
+out-of-range value is refused with a message that names it. A message's values are checked
+strictly (JSON numbers for numbers; `true` is not 1, "5" is not 5); the environment's are text.
+
+The model is a plain dataclass whose constraints are `annotated_types` metadata, so building
+the defaults costs nothing; pydantic is imported only to validate values from outside.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from functools import cache
+from typing import Annotated, Any, Literal
 
-FIT_MODES = ("crop", "contain")
-FAILURE_MODES = ("placeholder", "close_up")
+from annotated_types import Interval
 
 # Longest cover URL we accept. With max_images_per_creator <= 100 this keeps every map item
 # (one creator's covers) far below Step Functions' 256 KiB payload limit.
 MAX_URL_LENGTH = 2048
+_HEX = frozenset("0123456789abcdef")
 
 
 class ConfigError(ValueError):
@@ -27,87 +33,77 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class ProcessingConfig:
-    rows: int = 5
-    cols: int = 7
-    quality: int = 95
-    max_workers: int = 8
-    timeout: float = 30.0
-    max_retries: int = 3
-    max_images_per_creator: int = 35
-    tile_width: int = 216
-    tile_height: int = 384
-    fit: str = "crop"
+    __pydantic_config__ = {"extra": "forbid"}  # noqa: RUF012 (a pydantic ConfigDict)
+
+    rows: Annotated[int, Interval(ge=1, le=20)] = 5
+    cols: Annotated[int, Interval(ge=1, le=20)] = 7
+    quality: Annotated[int, Interval(ge=1, le=100)] = 95
+    max_workers: Annotated[int, Interval(ge=1, le=64)] = 8
+    timeout: Annotated[float, Interval(ge=1.0, le=300.0)] = 30.0
+    max_retries: Annotated[int, Interval(ge=0, le=10)] = 3
+    max_images_per_creator: Annotated[int, Interval(ge=1, le=100)] = 35
+    tile_width: Annotated[int, Interval(ge=16, le=2048)] = 216
+    tile_height: Annotated[int, Interval(ge=16, le=2048)] = 384
+    fit: Literal["crop", "contain"] = "crop"
     background: str = "#000000"
-    on_failure: str = "placeholder"
-    max_image_bytes: int = 20 * 1024 * 1024
+    on_failure: Literal["placeholder", "close_up"] = "placeholder"
+    max_image_bytes: Annotated[int, Interval(ge=1024, le=100 * 1024 * 1024)] = 20 * 1024 * 1024
+
+    def __post_init__(self) -> None:
+        digits = str(self.background).strip().lower().removeprefix("#")
+        if len(digits) != 6 or not set(digits) <= _HEX:
+            raise ConfigError(f"background must be a colour like #1a1a1a, got {self.background!r}")
+        object.__setattr__(self, "background", "#" + digits)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-# name -> (type, min, max); strings carry their allowed values instead of a range.
-_LIMITS: dict[str, tuple[type, Any, Any]] = {
-    "rows": (int, 1, 20),
-    "cols": (int, 1, 20),
-    "quality": (int, 1, 100),
-    "max_workers": (int, 1, 64),
-    "timeout": (float, 1.0, 300.0),
-    "max_retries": (int, 0, 10),
-    "max_images_per_creator": (int, 1, 100),
-    "tile_width": (int, 16, 2048),
-    "tile_height": (int, 16, 2048),
-    "max_image_bytes": (int, 1024, 100 * 1024 * 1024),
-}
-_CHOICES: dict[str, tuple[str, ...]] = {"fit": FIT_MODES, "on_failure": FAILURE_MODES}
 FIELD_NAMES = tuple(f.name for f in fields(ProcessingConfig))
 
 
-def _coerce(name: str, value: Any) -> Any:
-    if name in _CHOICES:
-        if not isinstance(value, str) or value not in _CHOICES[name]:
-            raise ConfigError(f"{name} must be one of {', '.join(_CHOICES[name])}, got {value!r}")
-        return value
-    if name == "background":
-        return _parse_colour(value)
-    kind, low, high = _LIMITS[name]
-    # bool is an int in Python; a JSON `true` for `rows` is a mistake, not 1.
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise ConfigError(f"{name} must be a number, got {value!r}")
+@cache
+def _validator() -> Any:
+    from pydantic import TypeAdapter
+
+    return TypeAdapter(ProcessingConfig)
+
+
+def _validate(values: Mapping[str, Any], strict: bool) -> ProcessingConfig:
+    from pydantic import ValidationError
+
     try:
-        number = kind(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{name} must be a number, got {value!r}") from None
-    if kind is int and isinstance(value, float) and not value.is_integer():
-        raise ConfigError(f"{name} must be a whole number, got {value!r}")
-    if not low <= number <= high:
-        raise ConfigError(f"{name} must be between {low} and {high}, got {value!r}")
-    return number
+        # JSON mode: strict there means JSON types (a dataclass may come from a JSON object).
+        document = json.dumps(dict(values), default=str)
+        return _validator().validate_json(document, strict=strict)  # type: ignore[no-any-return]
+    except ValidationError as error:
+        from collage.validation import describe
 
-
-def _parse_colour(value: Any) -> str:
-    text = str(value).strip().lower()
-    digits = text.removeprefix("#")
-    if len(digits) != 6 or any(c not in "0123456789abcdef" for c in digits):
-        raise ConfigError(f"background must be a colour like #1a1a1a, got {value!r}")
-    return "#" + digits
+        unknown = [
+            str(p["loc"][0])
+            for p in error.errors(include_url=False)
+            if p["type"] == "unexpected_keyword_argument"
+        ]
+        if unknown:
+            raise ConfigError(f"unknown processing_config keys: {', '.join(unknown)}") from None
+        raise ConfigError(describe(error, limit=1)) from None
 
 
 def build_config(
     overrides: Mapping[str, Any] | None = None,
     base: ProcessingConfig | None = None,
+    *,
+    strict: bool = True,
 ) -> ProcessingConfig:
-    """Apply `overrides` (a message's `processing_config`) on top of `base`, validating each."""
+    """Apply `overrides` (a message's `processing_config`) on top of `base`, validated."""
+    base = base or ProcessingConfig()
     if overrides is None:
-        overrides = {}
+        return base
     if not isinstance(overrides, Mapping):
         raise ConfigError("processing_config must be a JSON object")
-    unknown = sorted(set(overrides) - set(FIELD_NAMES))
-    if unknown:
-        raise ConfigError(f"unknown processing_config keys: {', '.join(map(str, unknown))}")
-    values = (base or ProcessingConfig()).to_dict()
-    for name, value in overrides.items():
-        values[name] = _coerce(name, value)
-    return ProcessingConfig(**values)
+    if not overrides:
+        return base
+    return _validate({**base.to_dict(), **overrides}, strict)
 
 
 def config_from_env(environ: Mapping[str, str] | None = None) -> ProcessingConfig:
@@ -118,9 +114,4 @@ def config_from_env(environ: Mapping[str, str] | None = None) -> ProcessingConfi
         for name in FIELD_NAMES
         if environ.get(f"COLLAGE_{name.upper()}", "") != ""
     }
-    return build_config(overrides)
-
-
-def config_from_dict(data: Mapping[str, Any]) -> ProcessingConfig:
-    """Rebuild a config that travelled through the state machine (already validated once)."""
-    return build_config(data)
+    return build_config(overrides, strict=False)

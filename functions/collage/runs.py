@@ -9,13 +9,17 @@ a re-run of the same event rewrites the same output keys instead of adding new o
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from collage.config import ConfigError, ProcessingConfig, build_config
+from collage.contracts import CsvMessage, ExecutionInput, MapSettings, Run
 from collage.naming import clean_prefix, csv_stem, execution_name, run_timestamp
+from collage.validation import describe
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.parser.models import S3EventNotificationEventBridgeModel
 
 CSV_PREFIX = "csv-files/"
 INBOX_PREFIX = "sqs-inbox/"  # CSV data that arrived inside a message, kept for the run
@@ -37,18 +41,6 @@ class MessageError(ValueError):
 
 
 @dataclass(frozen=True)
-class MapSettings:
-    max_concurrency: int = 40
-    tolerated_failure_percentage: float = 25.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "max_concurrency": self.max_concurrency,
-            "tolerated_failure_percentage": float(self.tolerated_failure_percentage),
-        }
-
-
-@dataclass(frozen=True)
 class RunRequest:
     name: str  # execution name, also the run id
     trigger: str  # "s3" or "sqs"
@@ -60,44 +52,29 @@ class RunRequest:
     csv_data: bytes | None = None  # CSV carried by a message: stored at source_key first
 
     def execution_input(self, settings: MapSettings) -> dict[str, Any]:
-        return {
-            "run": {
-                "id": self.name,
-                "trigger": self.trigger,
-                "source_bucket": self.source_bucket,
-                "source_key": self.source_key,
-                "csv_name": csv_stem(self.source_key),
-                "timestamp": self.timestamp,
-                "output_prefix": self.output_prefix,
-                "temp_prefix": f"{RUNS_PREFIX}{self.name}/",
-            },
-            "config": self.config.to_dict(),
-            "map": settings.to_dict(),
-        }
+        run = Run(
+            id=self.name,
+            trigger=self.trigger,  # type: ignore[arg-type]
+            source_bucket=self.source_bucket,
+            source_key=self.source_key,
+            csv_name=csv_stem(self.source_key),
+            timestamp=self.timestamp,
+            output_prefix=self.output_prefix,
+            temp_prefix=f"{RUNS_PREFIX}{self.name}/",
+        )
+        return ExecutionInput(run=run, config=self.config, map=settings).model_dump(mode="json")
 
 
-def _parse_time(text: str | None) -> datetime:
-    if text:
-        try:
-            return datetime.fromisoformat(text.replace("Z", "+00:00"))
-        except ValueError:
-            pass
-    return datetime.now(UTC)
-
-
-def run_from_s3_event(event: Mapping[str, Any], defaults: ProcessingConfig) -> RunRequest | None:
+def run_from_s3_event(
+    event: S3EventNotificationEventBridgeModel, defaults: ProcessingConfig
+) -> RunRequest | None:
     """The run for an EventBridge "Object Created" event, or None for objects that are not CSVs."""
-    detail = event.get("detail") or {}
-    bucket = (detail.get("bucket") or {}).get("name")
-    obj = detail.get("object") or {}
-    key = obj.get("key")
-    if not bucket or not key:
-        raise ValueError("event is not an S3 Object Created event: missing bucket or key")
+    bucket, obj = event.detail.bucket.name, event.detail.object
+    key = obj.key
     if not key.startswith(CSV_PREFIX) or not key.lower().endswith(".csv"):
         return None
     identity = "|".join(
-        str(part)
-        for part in (bucket, key, obj.get("version-id"), obj.get("etag"), obj.get("sequencer"))
+        str(part) for part in (bucket, key, obj.version_id, obj.etag, obj.sequencer)
     )
     stem_path = key[: -len(".csv")]
     return RunRequest(
@@ -105,10 +82,28 @@ def run_from_s3_event(event: Mapping[str, Any], defaults: ProcessingConfig) -> R
         trigger="s3",
         source_bucket=bucket,
         source_key=key,
-        timestamp=run_timestamp(_parse_time(event.get("time"))),
+        timestamp=run_timestamp(event.time),
         output_prefix=f"s3-trigger/{clean_prefix(stem_path)}/collages/",
         config=defaults,
     )
+
+
+def parse_message(body: str) -> CsvMessage:
+    """The message's CSV and settings, or MessageError naming what is wrong with it."""
+    from pydantic import ValidationError
+
+    if len(body.encode()) > MAX_MESSAGE_CSV_BYTES:
+        raise MessageError(f"message body larger than {MAX_MESSAGE_CSV_BYTES} bytes")
+    try:
+        document = json.loads(body)
+    except json.JSONDecodeError as error:
+        raise MessageError(f"message body is not valid JSON: {error}") from None
+    if not isinstance(document, dict):
+        raise MessageError("message body must be a JSON object")
+    try:
+        return CsvMessage.model_validate(document)
+    except ValidationError as error:
+        raise MessageError(describe(error)) from None
 
 
 def run_from_message(
@@ -119,25 +114,12 @@ def run_from_message(
     defaults: ProcessingConfig,
 ) -> RunRequest:
     """The run for one SQS message; raises MessageError naming what is wrong with it."""
-    if len(body.encode()) > MAX_MESSAGE_CSV_BYTES:
-        raise MessageError(f"message body larger than {MAX_MESSAGE_CSV_BYTES} bytes")
+    message = parse_message(body)
+    prefix = clean_prefix(message.output_prefix)
+    if not prefix:
+        raise MessageError(f"output_prefix: names no folder, got {message.output_prefix[:60]!r}")
     try:
-        message = json.loads(body)
-    except json.JSONDecodeError as error:
-        raise MessageError(f"message body is not valid JSON: {error}") from None
-    if not isinstance(message, dict):
-        raise MessageError("message body must be a JSON object")
-    kind = message.get("processing_type")
-    if kind != "csv_data":
-        raise MessageError(f"unknown processing_type {kind!r}; expected 'csv_data'")
-    csv_data = message.get("csv_data")
-    if not isinstance(csv_data, str) or not csv_data.strip():
-        raise MessageError("csv_data must be a non-empty string")
-    prefix = message.get("output_prefix")
-    if not isinstance(prefix, str) or not clean_prefix(prefix):
-        raise MessageError("output_prefix must be a non-empty string such as 'manual-batch/'")
-    try:
-        config = build_config(message.get("processing_config"), base=defaults)
+        config = build_config(message.processing_config, base=defaults)
     except ConfigError as error:
         raise MessageError(f"processing_config: {error}") from None
     name = execution_name(f"sqs-{message_id}", f"sqs|{message_id}")
@@ -147,7 +129,7 @@ def run_from_message(
         source_bucket=input_bucket,
         source_key=f"{INBOX_PREFIX}{name}.csv",
         timestamp=run_timestamp(sent_at),
-        output_prefix=f"sqs-trigger/{clean_prefix(prefix)}/collages/",
+        output_prefix=f"sqs-trigger/{prefix}/collages/",
         config=config,
-        csv_data=csv_data.encode(),
+        csv_data=message.csv_data.encode(),
     )

@@ -12,12 +12,13 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import IO, Any
 
-from collage import aws
-from collage.config import config_from_dict
+from collage.aws import Store, is_missing
+from collage.config import ProcessingConfig
+from collage.contracts import Run
 from collage.csv_input import CsvFileError, RowIssue
 from collage.errors import retried_when_transient
 from collage.runs import ARCHIVE_PREFIX, FAILED_PREFIX, parked_key
@@ -26,8 +27,9 @@ from collage.split import SplitLimits, split_csv
 
 @retried_when_transient
 def split_run(
-    run: Mapping[str, Any],
-    config: Mapping[str, Any],
+    run: Run,
+    config: ProcessingConfig,
+    store: Store,
     *,
     temp_bucket: str,
     limits: SplitLimits | None = None,  # tests make them tiny
@@ -40,27 +42,26 @@ def split_run(
     from botocore.exceptions import ClientError
 
     try:
-        return _split(run, config, temp_bucket, limits or SplitLimits())
+        return _split(run, config, store, temp_bucket, limits or SplitLimits())
     except ClientError as error:
-        if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+        if is_missing(error):
             raise CsvFileError(
-                f"CSV not found: s3://{run['source_bucket']}/{run['source_key']}"
+                f"CSV not found: s3://{run.source_bucket}/{run.source_key}"
             ) from None
         raise
 
 
-def _open_csv(run: Mapping[str, Any]) -> Any:
+def _open_csv(run: Run, store: Store) -> Any:
     """The run's CSV, or the copy an earlier execution of this run parked (a restarted run)."""
     from botocore.exceptions import ClientError
 
-    source = run["source_key"]
-    parked = [parked_key(p, source, run["timestamp"]) for p in (ARCHIVE_PREFIX, FAILED_PREFIX)]
+    source = run.source_key
+    parked = [parked_key(p, source, run.timestamp) for p in (ARCHIVE_PREFIX, FAILED_PREFIX)]
     for key in (source, *parked):
         try:
-            return aws.open_object(run["source_bucket"], key)
+            return store.open_object(run.source_bucket, key)
         except ClientError as error:
-            missing = error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404")
-            if not missing or key == parked[-1]:
+            if not is_missing(error) or key == parked[-1]:
                 raise
     raise AssertionError("unreachable")
 
@@ -77,12 +78,11 @@ def _spool(suffix: str) -> Iterator[IO[bytes]]:
 
 
 def _split(
-    run: Mapping[str, Any], config: Mapping[str, Any], temp_bucket: str, limits: SplitLimits
+    run: Run, settings: ProcessingConfig, store: Store, temp_bucket: str, limits: SplitLimits
 ) -> dict[str, Any]:
-    settings = config_from_dict(config)
-    prefix = run["temp_prefix"]
+    prefix = run.temp_prefix
     items_key = f"{prefix}items.json"
-    body = _open_csv(run)
+    body = _open_csv(run, store)
     # The items can be hundreds of MB for a month's CSV, and the issues as many as the rows:
     # both are spooled to /tmp, then uploaded (in parts).
     with _spool(".json") as items, _spool(".jsonl") as issues:
@@ -94,11 +94,11 @@ def _split(
             summary = split_csv(body, items, settings.max_images_per_creator, keep, limits=limits)
         items.close()
         issues.close()
-        aws.upload_file(items.name, temp_bucket, items_key, "application/json")
+        store.upload_file(items.name, temp_bucket, items_key, "application/json")
         if summary.issues_unlisted:
-            aws.upload_file(
+            store.upload_file(
                 issues.name, temp_bucket, f"{prefix}row-issues.jsonl", "application/x-ndjson"
             )
-    aws.put_json(temp_bucket, f"{prefix}expected.json", summary.expected)
-    aws.put_json(temp_bucket, f"{prefix}row-issues.json", [i.to_dict() for i in summary.issues])
+    store.put_json(temp_bucket, f"{prefix}expected.json", summary.expected)
+    store.put_json(temp_bucket, f"{prefix}row-issues.json", [i.to_dict() for i in summary.issues])
     return {"items_key": items_key, **summary.to_dict()}

@@ -195,25 +195,31 @@ BAD_MESSAGES = {
     "not an object": ("[1, 2]", "must be a JSON object"),
     "missing csv_data": (
         {"processing_type": "csv_data", "output_prefix": "x/"},
-        "csv_data must be a non-empty string",
+        "csv_data: Field required",
     ),
     "csv_data not a string": (
         {"processing_type": "csv_data", "csv_data": 42, "output_prefix": "x/"},
-        "csv_data must be a non-empty string",
+        "csv_data: Input should be a valid string, got 42",
     ),
     "unknown type": (
         {"processing_type": "video", "csv_data": "a", "output_prefix": "x/"},
-        "unknown processing_type 'video'",
+        "processing_type: Input should be 'csv_data', got 'video'",
     ),
     "missing prefix": (
         {"processing_type": "csv_data", "csv_data": "a,b\n"},
-        "output_prefix must be a non-empty string",
+        "output_prefix: Field required",
     ),
-    "rows 0": ({"processing_config": {"rows": 0}}, "rows must be between 1 and 20"),
-    "quality 500": ({"processing_config": {"quality": 500}}, "quality must be between 1 and 100"),
+    "rows 0": (
+        {"processing_config": {"rows": 0}},
+        "rows: Input should be greater than or equal to 1, got 0",
+    ),
+    "quality 500": (
+        {"processing_config": {"quality": 500}},
+        "quality: Input should be less than or equal to 100, got 500",
+    ),
     "max_workers 10000": (
         {"processing_config": {"max_workers": 10000}},
-        "max_workers must be between 1 and 64",
+        "max_workers: Input should be less than or equal to 64",
     ),
 }
 
@@ -232,7 +238,6 @@ def message_body(spec: object, csv_data: str) -> str:
 
 
 def test_bad_messages_fail_alone_then_reach_the_dead_letter_queue(local_stack, server, caplog):
-    from collage import aws
 
     good_csv = csv_text([("gail", server.add("/g.jpg", make_cover(1, TILE)), "2025-01-01")])
     good_id = local_stack.send_message(
@@ -254,12 +259,12 @@ def test_bad_messages_fail_alone_then_reach_the_dead_letter_queue(local_stack, s
         assert not any(d["started"] for d in again)
     assert local_stack.deliver_messages() == []  # the 4th receive moves them to the DLQ
 
-    sqs = aws.client("sqs")
+    sqs = local_stack.client("sqs")
     dead = sqs.receive_message(
         QueueUrl=local_stack.names["ProcessingDeadLetterQueue"], MaxNumberOfMessages=10
     )["Messages"]
     assert sorted(m["MessageId"] for m in dead) == sorted(bad_ids)
-    executions = aws.client("stepfunctions").list_executions(
+    executions = local_stack.store.sfn.list_executions(
         stateMachineArn=local_stack.names["CollageStateMachine"]
     )["executions"]
     assert len(executions) == 1 and executions[0]["name"].startswith(f"sqs-{good_id}")
@@ -274,17 +279,11 @@ def test_bad_messages_fail_alone_then_reach_the_dead_letter_queue(local_stack, s
 
 
 def test_an_oversized_message_is_refused_and_the_rest_of_its_batch_starts(local_stack, server):
-    from collage_tools.emulator import sqs_record
+    from collage_tools.emulator import received_message, sqs_record
 
     def record(message_id: str, body: str) -> dict:
-        attributes = {"SentTimestamp": "1737282600000", "ApproximateReceiveCount": "1"}
-        received = {
-            "MessageId": message_id,
-            "ReceiptHandle": "h",
-            "Body": body,
-            "Attributes": attributes,
-        }
-        return sqs_record(received, "arn:aws:sqs:us-east-1:123456789012:collage-local-queue")
+        queue = "arn:aws:sqs:us-east-1:123456789012:collage-local-queue"
+        return sqs_record(received_message(message_id, body), queue)
 
     url = server.add("/ann.jpg", make_cover(0, (54, 96)))  # the run it starts fetches only this
     csv_data = f"creator_name,cover_url\nann,{url}\n"

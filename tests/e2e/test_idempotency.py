@@ -33,9 +33,8 @@ def rows(server: CoverServer) -> list[tuple[str, str, str]]:
 
 def restart(stack: Any, described: dict, name: str) -> dict:
     """Start the same execution input under a new name (what a redrive re-runs); wait."""
-    from collage import aws
 
-    sfn = aws.client("stepfunctions")
+    sfn = stack.store.sfn
     document = sfn.describe_execution(executionArn=described["executionArn"])["input"]
     sfn.start_execution(
         stateMachineArn=stack.names["CollageStateMachine"], name=name, input=document
@@ -44,9 +43,8 @@ def restart(stack: Any, described: dict, name: str) -> dict:
 
 
 def etags(stack: Any, prefix: str = "") -> dict[str, str]:
-    from collage import aws
 
-    s3, bucket = aws.client("s3"), stack.names["OutputBucket"]
+    s3, bucket = stack.store.s3, stack.names["OutputBucket"]
     return {
         key: s3.head_object(Bucket=bucket, Key=key)["ETag"]
         for key in keys(stack, "OutputBucket", prefix)
@@ -55,12 +53,11 @@ def etags(stack: Any, prefix: str = "") -> dict[str, str]:
 
 
 def test_the_same_upload_event_delivered_twice_at_once_starts_one_run(local_stack, server):
-    from collage import aws
     from collage_tools.emulator import s3_object_created_event
 
     data = csv_text(rows(server)[:2]).encode()
     bucket = local_stack.names["InputBucket"]
-    aws.client("s3").put_object(Bucket=bucket, Key="csv-files/twice.csv", Body=data)
+    local_stack.store.s3.put_object(Bucket=bucket, Key="csv-files/twice.csv", Body=data)
     event = s3_object_created_event(bucket, "csv-files/twice.csv", len(data), "etag-1")
 
     first = local_stack.invoke("StartFromS3Function", event)
@@ -75,25 +72,20 @@ def test_the_same_upload_event_delivered_twice_at_once_starts_one_run(local_stac
 
 
 def test_a_redelivered_sqs_message_starts_one_run(local_stack, server):
-    from collage_tools.emulator import sqs_record
+    from collage_tools.emulator import received_message, sqs_record
 
     body = {
         "processing_type": "csv_data",
         "csv_data": csv_text(rows(server)[:1]),
         "output_prefix": "again/",
     }
-    received = {
-        "MessageId": "0b7c5a8e-1111-4d2c-9f00-5e1f2a3b4c5d",
-        "ReceiptHandle": "handle",
-        "Body": json.dumps(body),
-        "Attributes": {"SentTimestamp": "1737282600000", "ApproximateReceiveCount": "1"},
-    }
+    received = received_message("0b7c5a8e-1111-4d2c-9f00-5e1f2a3b4c5d", json.dumps(body))
     event = {"Records": [sqs_record(received, "arn:aws:sqs:us-east-1:123456789012:q")]}
 
     assert local_stack.invoke("StartFromSqsFunction", event) == {"batchItemFailures": []}
     (execution,) = executions(local_stack)
     local_stack.wait(execution["name"], timeout=120)
-    received["Attributes"]["ApproximateReceiveCount"] = "2"  # came back after a timeout
+    received = received_message(received["MessageId"], received["Body"], receive_count=2)
     event = {"Records": [sqs_record(received, "arn:aws:sqs:us-east-1:123456789012:q")]}
     assert local_stack.invoke("StartFromSqsFunction", event) == {"batchItemFailures": []}
 
@@ -104,15 +96,12 @@ def test_a_redelivered_sqs_message_starts_one_run(local_stack, server):
 
 def test_the_render_task_invoked_twice_for_one_item_renders_once(local_stack, server):
     _, described = run_csv(local_stack, csv_text(rows(server)[:1]), "csv-files/once.csv")
-    from collage import aws
 
     document = json.loads(
-        aws.client("stepfunctions").describe_execution(executionArn=described["executionArn"])[
-            "input"
-        ]
+        local_stack.store.sfn.describe_execution(executionArn=described["executionArn"])["input"]
     )
     temp, prefix = local_stack.names["TempBucket"], document["run"]["temp_prefix"]
-    (item,) = aws.get_json(temp, f"{prefix}items.json")
+    (item,) = local_stack.store.get_json(temp, f"{prefix}items.json")
     before = etags(local_stack)
 
     again = local_stack.invoke(

@@ -106,9 +106,8 @@ def test_sqs_message_gives_collages_under_its_output_prefix(local_stack, covers)
     local_stack.send_message(json.dumps(body))
     delivered = local_stack.deliver_messages()
     assert [d["started"] for d in delivered] == [True]
-    from collage import aws
 
-    execution = aws.client("stepfunctions").list_executions(
+    execution = local_stack.store.sfn.list_executions(
         stateMachineArn=local_stack.names["CollageStateMachine"]
     )["executions"][0]
     described = local_stack.wait(execution["name"], timeout=120)
@@ -125,18 +124,17 @@ def test_sqs_message_gives_collages_under_its_output_prefix(local_stack, covers)
 
 
 def test_the_same_upload_event_delivered_twice_starts_one_run(local_stack, covers):
-    from collage import aws
     from collage_tools.emulator import s3_object_created_event
 
     data = csv_text([("fay", covers[0], "2025-01-01")]).encode()
     bucket = local_stack.names["InputBucket"]
-    aws.client("s3").put_object(Bucket=bucket, Key="csv-files/twice.csv", Body=data)
+    local_stack.store.s3.put_object(Bucket=bucket, Key="csv-files/twice.csv", Body=data)
     event = s3_object_created_event(bucket, "csv-files/twice.csv", len(data), "etag-1")
     first = local_stack.invoke("StartFromS3Function", event)
     local_stack.wait(first["name"], timeout=120)
     second = local_stack.invoke("StartFromS3Function", event)
     assert second["name"] == first["name"] and second["started"] is False
-    executions = aws.client("stepfunctions").list_executions(
+    executions = local_stack.store.sfn.list_executions(
         stateMachineArn=local_stack.names["CollageStateMachine"]
     )["executions"]
     assert len(executions) == 1

@@ -15,6 +15,7 @@ import pytest
 
 from collage.engine.download import Downloader, DownloadError, FetchPolicy
 from collage_tools.cover_server import CoverServer, fake_jpeg
+from collage_tools.loopback import local_guard
 from tests.support.faults import NetworkSpy
 
 FAST = FetchPolicy(
@@ -23,7 +24,7 @@ FAST = FetchPolicy(
     total_timeout=5.0,
     max_retries=2,
     max_bytes=1024 * 1024,
-    allow_loopback=True,
+    address_guard=local_guard(True),
     backoff_base=0.01,
     backoff_cap=0.05,
 )
@@ -216,7 +217,7 @@ def test_redirect_to_a_blocked_address_is_refused_before_connecting(
 
 
 def test_loopback_is_refused_unless_allowed(server: CoverServer) -> None:
-    policy = FetchPolicy(**{**FAST.__dict__, "allow_loopback": False})
+    policy = FetchPolicy(**{**FAST.__dict__, "address_guard": None})
     with Downloader(policy) as fetcher:
         for url in (server.url("/a.jpg"), server.url("/a.jpg").replace("127.0.0.1", "[::1]")):
             error = fail(fetcher, url)

@@ -55,7 +55,6 @@ def png_claiming(width: int, height: int) -> bytes:
 
 def run_message(stack: Any, rows: list[tuple[str, str, str]], config: dict, prefix: str) -> dict:
     """Start a run through an SQS message (per-run processing_config); wait for it."""
-    from collage import aws
 
     body = {
         "processing_type": "csv_data",
@@ -65,7 +64,7 @@ def run_message(stack: Any, rows: list[tuple[str, str, str]], config: dict, pref
     }
     message_id = stack.send_message(json.dumps(body))
     assert stack.deliver_messages() == [{"message_id": message_id, "started": True}]
-    executions = aws.client("stepfunctions").list_executions(
+    executions = stack.store.sfn.list_executions(
         stateMachineArn=stack.names["CollageStateMachine"]
     )["executions"]
     name = next(e["name"] for e in executions if e["name"].startswith(f"sqs-{message_id}"))

@@ -7,9 +7,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from collage import aws
 from collage.aggregate import finish_run
 from collage.collage_task import failed_record
+from collage.config import ProcessingConfig
+from collage.contracts import AggregateEvent
 from tests.support.s3_faults import S3Faults, fast_waits, moto_stack_buckets
 
 RUN = {
@@ -22,7 +23,17 @@ RUN = {
     "output_prefix": "s3-trigger/csv-files/daily/covers/collages/",
     "temp_prefix": "runs/covers-0123456789/",
 }
-SPLIT = {"rows": 5, "rows_rejected": 0, "row_warnings": 1, "creators": 3, "covers": 5}
+SPLIT = {
+    "items_key": "runs/covers-0123456789/items.json",
+    **{
+        "rows": 5,
+        "rows_rejected": 0,
+        "row_warnings": 1,
+        "creators": 3,
+        "covers": 5,
+        "covers_cut": 0,
+    },
+}
 CONFIG = {"rows": 5, "cols": 7}
 REPORT = "s3-trigger/csv-files/daily/covers/collages/report_20250119T103000Z.json"
 ARCHIVED = "archive/daily/covers_20250119T103000Z.csv"
@@ -36,12 +47,14 @@ MAP_ERROR = {
 @pytest.fixture
 def buckets(monkeypatch) -> Iterator[dict[str, str]]:
     with moto_stack_buckets(monkeypatch) as names:
-        aws.put_bytes(names["input"], RUN["source_key"], b"creator_name,cover_url\n", "text/csv")
+        names.store.put_bytes(
+            names["input"], RUN["source_key"], b"creator_name,cover_url\n", "text/csv"
+        )
         temp = RUN["temp_prefix"]
         expected = [["alice", "alice"], ["bob", "bob"], ["a/b", "a_b-1234abcd"]]
-        aws.put_json(names["temp"], f"{temp}expected.json", expected)
+        names.store.put_json(names["temp"], f"{temp}expected.json", expected)
         issue = {"line": 4, "severity": "warning", "creator": "x", "message": "duplicate"}
-        aws.put_json(names["temp"], f"{temp}row-issues.json", [issue])
+        names.store.put_json(names["temp"], f"{temp}row-issues.json", [issue])
         yield names
 
 
@@ -64,18 +77,21 @@ def record(creator: str, name: str, status: str, ok: int, failed: int = 0) -> di
 
 def store(buckets: dict[str, str], *records: dict) -> None:
     for item in records:
-        aws.put_json(buckets["temp"], f"{RUN['temp_prefix']}results/{item['name']}.json", item)
+        buckets.store.put_json(
+            buckets["temp"], f"{RUN['temp_prefix']}results/{item['name']}.json", item
+        )
 
 
-def finish(buckets: dict[str, str], split=SPLIT, **kwargs) -> dict:
+def finish(buckets, split=SPLIT, error=None, failed_stage=None, map_result=None) -> dict:
+    event = {"run": RUN, "config": CONFIG, "split": split, "map_result": map_result}
+    if error:
+        event[f"{failed_stage}_error"] = error  # where the state machine's Catch puts it
     return finish_run(
-        RUN,
-        CONFIG,
-        split,
+        AggregateEvent.model_validate(event),
+        buckets.store,
         input_bucket=buckets["input"],
         output_bucket=buckets["output"],
         temp_bucket=buckets["temp"],
-        **kwargs,
     )
 
 
@@ -84,7 +100,7 @@ def test_missing_results_are_named_failed_with_the_reason(buckets):
 
     summary = finish(buckets)
 
-    report = aws.get_json(buckets["output"], REPORT)
+    report = buckets.store.get_json(buckets["output"], REPORT)
     assert [(r["creator"], r["status"]) for r in report["creators"]] == [
         ("alice", "ok"),
         ("bob", "partial"),
@@ -109,8 +125,8 @@ def test_a_successful_run_archives_the_csv_and_reports_every_field(buckets):
 
     summary = finish(buckets)
 
-    assert aws.list_keys(buckets["input"], "") == [ARCHIVED]
-    report = aws.get_json(buckets["output"], REPORT)
+    assert buckets.store.list_keys(buckets["input"], "") == [ARCHIVED]
+    report = buckets.store.get_json(buckets["output"], REPORT)
     assert set(report) == {
         "run_id",
         "status",
@@ -131,14 +147,15 @@ def test_a_successful_run_archives_the_csv_and_reports_every_field(buckets):
     assert report["error"] is None and report["trigger"] == "s3"
     assert report["source"] == "s3://hs-input/csv-files/daily/covers.csv"
     assert report["csv"] == summary["csv"] == f"s3://hs-input/{ARCHIVED}"
-    assert report["config"] == CONFIG and report["timestamp"] == RUN["timestamp"]
+    assert report["config"] == {**ProcessingConfig().to_dict(), **CONFIG}
+    assert report["timestamp"] == RUN["timestamp"]
     assert report["row_issues"] == [
         {"line": 4, "severity": "warning", "creator": "x", "message": "duplicate"}
     ]
     assert report["row_issues_unlisted"] == 0 and report["row_issues_all"] is None
     assert summary["report"] == f"s3://hs-output/{REPORT}"
     assert summary["collages_at"] == f"s3://hs-output/{RUN['output_prefix']}"
-    assert aws.list_keys(buckets["output"], "") == [REPORT]  # nothing else, nowhere else
+    assert buckets.store.list_keys(buckets["output"], "") == [REPORT]  # nothing else, nowhere else
 
 
 def test_a_failed_map_moves_the_csv_to_failed_with_an_error_report(buckets):
@@ -147,24 +164,26 @@ def test_a_failed_map_moves_the_csv_to_failed_with_an_error_report(buckets):
     summary = finish(buckets, error=MAP_ERROR, failed_stage="map")
 
     assert summary["status"] == "failed"
-    assert aws.list_keys(buckets["input"], "") == [
+    assert buckets.store.list_keys(buckets["input"], "") == [
         FAILED,
         "failed/daily/covers_20250119T103000Z.error.json",
     ]
-    reason = aws.get_json(buckets["input"], "failed/daily/covers_20250119T103000Z.error.json")
+    reason = buckets.store.get_json(
+        buckets["input"], "failed/daily/covers_20250119T103000Z.error.json"
+    )
     assert reason == {
         "stage": "map",
         "reason": "States.ExceedToleratedFailureThreshold: "
         "The specified tolerated failure threshold was exceeded",
     }
-    report = aws.get_json(buckets["output"], REPORT)
+    report = buckets.store.get_json(buckets["output"], REPORT)
     assert report["error"] == reason and report["csv"] == f"s3://hs-input/{FAILED}"
     # Creators without a result carry the map's reason, not a generic one.
     assert report["creators"][1]["error"] == reason["reason"]
 
 
 def test_the_handler_reports_a_split_error_with_the_lambda_error_message(buckets):
-    from collage.handlers.aggregate import handler
+    from collage.handlers.aggregate import make_handler
     from collage_tools.emulator import LambdaContext
 
     cause = {"errorType": "CsvFileError", "errorMessage": "CSV file is empty", "stackTrace": []}
@@ -174,12 +193,12 @@ def test_the_handler_reports_a_split_error_with_the_lambda_error_message(buckets
         "split_error": {"Error": "CsvFileError", "Cause": json.dumps(cause)},
     }
 
-    summary = handler(event, LambdaContext("aggregate", 60, 1024))
+    summary = make_handler(buckets.runtime())(event, LambdaContext("aggregate", 60, 1024))
 
     assert summary["status"] == "failed"
     assert summary["error"] == {"stage": "split", "reason": "CsvFileError: CSV file is empty"}
     assert summary["creators"]["total"] == 0  # the split never produced creators
-    assert FAILED in aws.list_keys(buckets["input"], "failed/")
+    assert FAILED in buckets.store.list_keys(buckets["input"], "failed/")
 
 
 def test_a_retried_aggregate_keeps_the_archived_csv_and_rewrites_the_same_report(buckets):
@@ -187,9 +206,9 @@ def test_a_retried_aggregate_keeps_the_archived_csv_and_rewrites_the_same_report
     first = finish(buckets)
     second = finish(buckets)  # the state machine's Retry after the CSV was already moved
 
-    assert aws.list_keys(buckets["input"], "") == [ARCHIVED]
+    assert buckets.store.list_keys(buckets["input"], "") == [ARCHIVED]
     assert second["report"] == first["report"] and second["csv"] == first["csv"]
-    assert aws.list_keys(buckets["output"], "") == [REPORT]
+    assert buckets.store.list_keys(buckets["output"], "") == [REPORT]
 
 
 def test_s3_throttling_while_reading_results_is_absorbed(buckets, monkeypatch):
@@ -215,20 +234,20 @@ def test_a_crashed_child_is_named_with_the_error_from_the_map_result_files(bucke
             "Status": "FAILED",
         }
     ]
-    aws.put_json(buckets["temp"], f"{prefix}FAILED_0.json", failed_children)
+    buckets.store.put_json(buckets["temp"], f"{prefix}FAILED_0.json", failed_children)
     manifest = {
         "DestinationBucket": buckets["temp"],
         "MapRunArn": "arn:aws:states:us-east-1:123456789012:mapRun:x/Creators:0123",
         "ResultFiles": {"FAILED": [{"Key": f"{prefix}FAILED_0.json", "Size": 1}], "SUCCEEDED": []},
     }
-    aws.put_json(buckets["temp"], f"{prefix}manifest.json", manifest)
+    buckets.store.put_json(buckets["temp"], f"{prefix}manifest.json", manifest)
     map_result = {
         "ResultWriterDetails": {"Bucket": buckets["temp"], "Key": f"{prefix}manifest.json"}
     }
 
     finish(buckets, map_result=map_result)
 
-    report = aws.get_json(buckets["output"], REPORT)
+    report = buckets.store.get_json(buckets["output"], REPORT)
     crashed = report["creators"][2]
     assert (crashed["creator"], crashed["status"]) == ("a/b", "failed")
     assert crashed["error"] == "TransientError: SlowDown: please reduce your request rate"

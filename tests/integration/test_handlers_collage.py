@@ -8,6 +8,7 @@ import pytest
 
 from collage import aws
 from collage.collage_task import process_creator, result_key
+from collage.contracts import RenderEvent, Run
 from collage.errors import TransientError
 from collage_tools.cover_server import CoverServer
 from collage_tools.covers import make_cover
@@ -54,35 +55,36 @@ def item(server: CoverServer, creator: str = "alice", paths=("/c/0.jpg", "/c/1.j
     }
 
 
-def render(buckets: dict[str, str], work: dict) -> dict:
+def render(buckets, work: dict) -> dict:
+    runtime = buckets.runtime()
     return process_creator(
-        work,
-        RUN,
-        CONFIG,
-        output_bucket=buckets["output"],
-        temp_bucket=buckets["temp"],
-        allow_loopback=True,
+        RenderEvent.model_validate({"run": RUN, "item": work, "config": CONFIG}),
+        runtime.store,
+        output_bucket=runtime.output_bucket,
+        temp_bucket=runtime.temp_bucket,
+        address_guard=runtime.address_guard,
     )
 
 
 def output_keys(buckets: dict[str, str]) -> list[str]:
-    return sorted(aws.list_keys(buckets["output"], ""))
+    return sorted(buckets.store.list_keys(buckets["output"], ""))
 
 
 def test_handler_stores_the_collage_and_the_result_record(buckets, server):
-    from collage.handlers.render import handler
+    from collage.handlers.render import make_handler
     from collage_tools.emulator import LambdaContext
 
     work = item(server, paths=("/c/0.jpg", "/c/missing.jpg"))
+    handler = make_handler(buckets.runtime())
     summary = handler({"run": RUN, "item": work, "config": CONFIG}, LambdaContext("r", 60, 1024))
 
     assert summary == {"creator": "alice", "status": "partial", "collages": 1, "covers_failed": 1}
     key = "s3-trigger/csv-files/covers/collages/alice_20250119T103000Z.jpg"
     assert output_keys(buckets) == [key]
-    head = aws.client("s3").head_object(Bucket=buckets["output"], Key=key)
+    head = buckets.store.s3.head_object(Bucket=buckets["output"], Key=key)
     assert head["ContentType"] == "image/jpeg"
     assert head["Metadata"] == {"run-id": RUN["id"], "creator": "alice"}
-    record = aws.get_json(buckets["temp"], result_key(RUN, "alice"))
+    record = buckets.store.get_json(buckets["temp"], result_key(Run(**RUN), "alice"))
     assert record["collages"] == [key] and record["covers_ok"] == 1
     assert record["failures"] == [
         {
@@ -97,7 +99,7 @@ def test_handler_stores_the_collage_and_the_result_record(buckets, server):
 def test_a_done_creator_is_skipped_on_a_rerun(buckets, server):
     first = render(buckets, item(server))
     key = first["collages"][0]
-    etag = aws.client("s3").head_object(Bucket=buckets["output"], Key=key)["ETag"]
+    etag = buckets.store.s3.head_object(Bucket=buckets["output"], Key=key)["ETag"]
     hits = server.hits.copy()
 
     again = render(buckets, item(server))
@@ -105,7 +107,7 @@ def test_a_done_creator_is_skipped_on_a_rerun(buckets, server):
     assert again["skipped"] is True and again["status"] == "ok"
     assert server.hits == hits  # nothing downloaded again
     assert output_keys(buckets) == [key]
-    assert aws.client("s3").head_object(Bucket=buckets["output"], Key=key)["ETag"] == etag
+    assert buckets.store.s3.head_object(Bucket=buckets["output"], Key=key)["ETag"] == etag
 
 
 def test_a_failed_creator_is_rendered_again_on_a_rerun(buckets, server):
@@ -118,16 +120,33 @@ def test_a_failed_creator_is_rendered_again_on_a_rerun(buckets, server):
 
     assert again["status"] == "ok" and "skipped" not in again
     assert server.hits["/c/late.jpg"] == 2 and len(output_keys(buckets)) == 1
-    assert aws.get_json(buckets["temp"], result_key(RUN, "alice"))["status"] == "ok"
+    assert (
+        buckets.store.get_json(buckets["temp"], result_key(Run(**RUN), "alice"))["status"] == "ok"
+    )
 
 
-def test_an_unexpected_error_becomes_a_failure_record_not_a_crash(buckets, server):
-    work = {**item(server), "urls": None}  # a malformed map item
+def test_a_malformed_map_item_is_refused_at_the_handler_edge(buckets, server):
+    from collage.contracts import InvalidEvent
+    from collage.handlers.render import make_handler
+    from collage_tools.emulator import LambdaContext
 
-    record = render(buckets, work)
+    event = {"run": RUN, "item": {**item(server), "urls": None}, "config": CONFIG}
+    with pytest.raises(InvalidEvent, match=r"render event does not match its contract: item\.urls"):
+        make_handler(buckets.runtime())(event, LambdaContext("r", 60, 1024))
+    assert buckets.store.list_keys(buckets["temp"], "") == [] and server.hits.total() == 0
+
+
+def test_an_unexpected_error_becomes_a_failure_record_not_a_crash(buckets, server, monkeypatch):
+    import collage.collage_task
+
+    def broken(*args, **kwargs):
+        raise TypeError("'NoneType' object is not iterable")
+
+    monkeypatch.setattr(collage.collage_task, "build_collage", broken)
+    record = render(buckets, item(server))
 
     assert record["status"] == "failed" and record["error"].startswith("TypeError: ")
-    assert aws.get_json(buckets["temp"], result_key(RUN, "alice")) == record
+    assert buckets.store.get_json(buckets["temp"], result_key(Run(**RUN), "alice")) == record
     assert output_keys(buckets) == [] and server.hits.total() == 0
 
 
@@ -140,7 +159,7 @@ def test_s3_5xx_past_botocore_retries_raises_transient_error(buckets, server, mo
     assert s3.count("PutObject") == aws.TOTAL_ATTEMPTS
     assert len(waits.botocore_backoff) == aws.TOTAL_ATTEMPTS - 1
     # No record: the state machine's retry must render this creator again, not skip it.
-    assert aws.get_json(buckets["temp"], result_key(RUN, "alice")) is None
+    assert buckets.store.get_json(buckets["temp"], result_key(Run(**RUN), "alice")) is None
     assert output_keys(buckets) == []
 
 
@@ -151,7 +170,9 @@ def test_s3_throttling_on_the_record_is_absorbed(buckets, server, monkeypatch):
 
     assert fault.injected == 3 and len(waits.botocore_backoff) == 3
     assert record["status"] == "ok"
-    assert aws.get_json(buckets["temp"], result_key(RUN, "alice"))["status"] == "ok"
+    assert (
+        buckets.store.get_json(buckets["temp"], result_key(Run(**RUN), "alice"))["status"] == "ok"
+    )
 
 
 def test_s3_access_denied_is_recorded_not_retried(buckets, server, monkeypatch):
@@ -161,4 +182,7 @@ def test_s3_access_denied_is_recorded_not_retried(buckets, server, monkeypatch):
 
     assert s3.count("PutObject", "/collages/") == 1 and waits.botocore_backoff == []
     assert record["status"] == "failed" and "AccessDenied" in record["error"]
-    assert aws.get_json(buckets["temp"], result_key(RUN, "alice"))["status"] == "failed"
+    assert (
+        buckets.store.get_json(buckets["temp"], result_key(Run(**RUN), "alice"))["status"]
+        == "failed"
+    )

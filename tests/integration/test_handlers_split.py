@@ -8,6 +8,8 @@ from collections.abc import Iterator
 import pytest
 
 from collage import aws
+from collage.config import build_config
+from collage.contracts import AggregateEvent, Run, SplitResult
 from collage.csv_input import CsvFileError
 from collage.errors import TransientError
 from collage.split_task import split_run
@@ -35,8 +37,13 @@ def run_for(key: str) -> dict:
     }
 
 
+def split(buckets, run: dict, **options):
+    config = build_config(CONFIG)
+    return split_run(Run(**run), config, buckets.store, temp_bucket=buckets["temp"], **options)
+
+
 def put_csv(buckets: dict[str, str], text: str, key: str = "csv-files/covers.csv") -> dict:
-    aws.put_bytes(buckets["input"], key, text.encode(), "text/csv")
+    buckets.store.put_bytes(buckets["input"], key, text.encode(), "text/csv")
     return run_for(key)
 
 
@@ -55,7 +62,7 @@ def test_items_expected_and_row_issues_are_written(buckets):
     from collage.naming import safe_segment
 
     run = put_csv(buckets, CSV)
-    summary = split_run(run, CONFIG, temp_bucket=buckets["temp"])
+    summary = split(buckets, run)
 
     assert summary == {
         "items_key": "runs/covers-0123456789/items.json",
@@ -67,7 +74,7 @@ def test_items_expected_and_row_issues_are_written(buckets):
         "covers": 3,
         "covers_cut": 1,
     }
-    items = aws.get_json(buckets["temp"], summary["items_key"])
+    items = buckets.store.get_json(buckets["temp"], summary["items_key"])
     assert items == [
         {
             "creator": "alice",
@@ -84,13 +91,18 @@ def test_items_expected_and_row_issues_are_written(buckets):
             "cut": 0,
         },
     ]
-    expected = aws.get_json(buckets["temp"], "runs/covers-0123456789/expected.json")
+    expected = buckets.store.get_json(buckets["temp"], "runs/covers-0123456789/expected.json")
     assert expected == [["alice", "alice"], ["a/b", safe_segment("a/b")]]
-    issues = aws.get_json(buckets["temp"], "runs/covers-0123456789/row-issues.json")
+    issues = buckets.store.get_json(buckets["temp"], "runs/covers-0123456789/row-issues.json")
     assert [(i["line"], i["severity"]) for i in issues] == [(5, "error"), (7, "warning")]
     assert "scheme" in issues[0]["message"] and "line 2" in issues[1]["message"]
-    assert aws.list_keys(buckets["input"], "") == ["csv-files/covers.csv"]  # left in place
-    assert aws.head_object(buckets["temp"], "runs/covers-0123456789/row-issues.jsonl") is None
+    assert buckets.store.list_keys(buckets["input"], "") == [
+        "csv-files/covers.csv"
+    ]  # left in place
+    assert (
+        buckets.store.head_object(buckets["temp"], "runs/covers-0123456789/row-issues.jsonl")
+        is None
+    )
 
 
 def test_issues_past_the_listed_ones_are_all_kept_and_reach_the_report(buckets):
@@ -100,24 +112,27 @@ def test_issues_past_the_listed_ones_are_all_kept_and_reach_the_report(buckets):
     bad = "".join(f"c{n},https://cdn.example/{n}.jpg,01/0{n}/2025\n" for n in range(1, 6))
     run = put_csv(buckets, "creator_name,cover_url,updated_at\n" + bad + "x,ftp://no,\n")
     limits = SplitLimits(listed_issues=2)
-    summary = split_run(run, CONFIG, temp_bucket=buckets["temp"], limits=limits)
+    summary = split(buckets, run, limits=limits)
 
     assert (summary["row_warnings"], summary["rows_rejected"]) == (5, 1)
     assert summary["row_issues_unlisted"] == 4
-    listed = aws.get_json(buckets["temp"], "runs/covers-0123456789/row-issues.json")
+    listed = buckets.store.get_json(buckets["temp"], "runs/covers-0123456789/row-issues.json")
     assert [issue["line"] for issue in listed] == [2, 3]
 
-    aws.put_json(buckets["temp"], "runs/covers-0123456789/expected.json", [])
+    buckets.store.put_json(buckets["temp"], "runs/covers-0123456789/expected.json", [])
+    event = AggregateEvent(
+        run=Run(**run), config=build_config(CONFIG), split=SplitResult(**summary)
+    )
     report = finish_run(
-        run, CONFIG, summary, input_bucket=buckets["input"], output_bucket=buckets["output"],
+        event, buckets.store, input_bucket=buckets["input"], output_bucket=buckets["output"],
         temp_bucket=buckets["temp"],
     )  # fmt: skip
-    document = aws.get_json(buckets["output"], report["report"].split("/", 3)[3])
+    document = buckets.store.get_json(buckets["output"], report["report"].split("/", 3)[3])
     assert [issue["line"] for issue in document["row_issues"]] == [2, 3]
     assert document["row_issues_unlisted"] == 4
     key = "s3-trigger/csv-files/covers/collages/report_20250119T103000Z_row_issues.jsonl"
     assert document["row_issues_all"] == f"s3://{buckets['output']}/{key}"
-    with aws.open_object(buckets["output"], key) as body:
+    with buckets.store.open_object(buckets["output"], key) as body:
         every = [json.loads(line) for line in body.read().decode().splitlines()]
     assert sorted(issue["line"] for issue in every) == [2, 3, 4, 5, 6, 7]
     assert {issue["severity"] for issue in every} == {"warning", "error"}
@@ -125,13 +140,14 @@ def test_issues_past_the_listed_ones_are_all_kept_and_reach_the_report(buckets):
 
 
 def test_handler_returns_every_field_the_state_machine_selects(buckets):
-    from collage.handlers.split import handler
+    from collage.handlers.split import make_handler
     from collage_tools.emulator import LambdaContext, project_root
 
     definition = json.loads((project_root() / "statemachine/collage_workflow.asl.json").read_text())
     selector = definition["States"]["SplitByCreator"]["ResultSelector"]
     run = put_csv(buckets, CSV)
 
+    handler = make_handler(buckets.runtime())
     payload = handler({"run": run, "config": CONFIG}, LambdaContext("split", 60, 1024))
 
     selected = {field.removesuffix(".$") for field in selector}
@@ -141,8 +157,8 @@ def test_handler_returns_every_field_the_state_machine_selects(buckets):
 
 def test_a_missing_csv_is_a_csv_file_error(buckets):
     with pytest.raises(CsvFileError, match=r"CSV not found: s3://hs-input/csv-files/gone\.csv"):
-        split_run(run_for("csv-files/gone.csv"), CONFIG, temp_bucket=buckets["temp"])
-    assert aws.list_keys(buckets["temp"], "") == []
+        split(buckets, run_for("csv-files/gone.csv"))
+    assert buckets.store.list_keys(buckets["temp"], "") == []
 
 
 @pytest.mark.parametrize(
@@ -155,8 +171,8 @@ def test_a_missing_csv_is_a_csv_file_error(buckets):
 )
 def test_unusable_files_are_csv_file_errors(buckets, text, reason):
     with pytest.raises(CsvFileError, match=reason):
-        split_run(put_csv(buckets, text), CONFIG, temp_bucket=buckets["temp"])
-    assert aws.list_keys(buckets["temp"], "") == []  # no items for the map to read
+        split(buckets, put_csv(buckets, text))
+    assert buckets.store.list_keys(buckets["temp"], "") == []  # no items for the map to read
 
 
 def test_s3_5xx_past_retries_is_a_transient_error(buckets, monkeypatch):
@@ -164,7 +180,7 @@ def test_s3_5xx_past_retries_is_a_transient_error(buckets, monkeypatch):
     with fast_waits(monkeypatch), S3Faults() as s3:
         s3.add("GetObject", "csv-files/covers.csv", status=503, code="ServiceUnavailable")
         with pytest.raises(TransientError, match="ServiceUnavailable"):
-            split_run(run, CONFIG, temp_bucket=buckets["temp"])
+            split(buckets, run)
     assert s3.count("GetObject") == aws.TOTAL_ATTEMPTS
 
 
@@ -172,6 +188,6 @@ def test_s3_throttling_on_the_items_upload_is_absorbed(buckets, monkeypatch):
     run = put_csv(buckets, CSV)
     with fast_waits(monkeypatch) as waits, S3Faults() as s3:
         fault = s3.add("PutObject", "/items.json", times=2)
-        summary = split_run(run, CONFIG, temp_bucket=buckets["temp"])
+        summary = split(buckets, run)
     assert fault.injected == 2 and len(waits.botocore_backoff) == 2
-    assert len(aws.get_json(buckets["temp"], summary["items_key"])) == 2
+    assert len(buckets.store.get_json(buckets["temp"], summary["items_key"])) == 2

@@ -7,8 +7,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from collage import aws
-from collage_tools.emulator import LambdaContext, s3_object_created_event, sqs_record
+from collage_tools.emulator import (
+    LambdaContext,
+    received_message,
+    s3_object_created_event,
+    sqs_record,
+)
 from tests.support.s3_faults import moto_stack_buckets
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")
@@ -21,30 +25,24 @@ CSV = "creator_name,cover_url,updated_at\nalice,https://cdn.example/a.jpg,2025-0
 def machine(monkeypatch) -> Iterator[dict[str, str]]:
     """Buckets plus a state machine that records its executions (nothing runs)."""
     with moto_stack_buckets(monkeypatch) as names:
-        arn = aws.client("stepfunctions").create_state_machine(
+        arn = names.store.sfn.create_state_machine(
             name="collage-test",
             definition=json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}}),
             roleArn="arn:aws:iam::123456789012:role/collage-test",
         )["stateMachineArn"]
-        monkeypatch.setenv("STATE_MACHINE_ARN", arn)
-        yield {**names, "arn": arn}
+        names["arn"] = arn
+        yield names
 
 
-def executions(machine: dict[str, str]) -> list[dict]:
-    sfn = aws.client("stepfunctions")
+def executions(machine) -> list[dict]:
+    sfn = machine.store.sfn
     listed = sfn.list_executions(stateMachineArn=machine["arn"])["executions"]
     return [sfn.describe_execution(executionArn=e["executionArn"]) for e in listed]
 
 
 def message(message_id: str, body: object, sent_ms: int = 1737282600000) -> dict:
     text = body if isinstance(body, str) else json.dumps(body)
-    received = {
-        "MessageId": message_id,
-        "ReceiptHandle": f"handle-{message_id}",
-        "Body": text,
-        "Attributes": {"SentTimestamp": str(sent_ms), "ApproximateReceiveCount": "1"},
-    }
-    return sqs_record(received, QUEUE_ARN)
+    return sqs_record(received_message(message_id, text, sent_ms), QUEUE_ARN)
 
 
 def good_body(**overrides: object) -> dict:
@@ -58,9 +56,10 @@ def good_body(**overrides: object) -> dict:
     return body
 
 
-def sqs_handler(records: list[dict]) -> dict:
-    from collage.handlers.start_from_sqs import handler
+def sqs_handler(machine, records: list[dict]) -> dict:
+    from collage.handlers.start_from_sqs import make_handler
 
+    handler = make_handler(machine.runtime(state_machine_arn=machine["arn"]))
     return handler({"Records": records}, LambdaContext("start-sqs", 30, 256))
 
 
@@ -73,7 +72,7 @@ def test_bad_messages_are_reported_alone_and_the_good_ones_start(machine, caplog
         message("m-type", good_body(processing_type="video")),
     ]
 
-    response = sqs_handler(records)
+    response = sqs_handler(machine, records)
 
     assert response == {
         "batchItemFailures": [
@@ -86,38 +85,39 @@ def test_bad_messages_are_reported_alone_and_the_good_ones_start(machine, caplog
     assert len(started) == 2
     inputs = sorted(json.loads(e["input"])["run"]["output_prefix"] for e in started)
     assert inputs == ["sqs-trigger/manual-batch/collages/", "sqs-trigger/other/collages/"]
-    kept = aws.list_keys(machine["input"], "sqs-inbox/")
+    kept = machine.store.list_keys(machine["input"], "sqs-inbox/")
     assert len(kept) == 2
     assert all(
-        aws.client("s3").get_object(Bucket=machine["input"], Key=k)["Body"].read() == CSV.encode()
+        machine.store.s3.get_object(Bucket=machine["input"], Key=k)["Body"].read() == CSV.encode()
         for k in kept
     )
     refused = [r for r in caplog.records if r.getMessage() == "message refused"]
     reasons = {r.message_id: r.reason for r in refused}
     assert set(reasons) == {"m-json", "m-rows", "m-type"}
     assert "not valid JSON" in reasons["m-json"]
-    assert "rows must be between 1 and 20" in reasons["m-rows"]
-    assert "unknown processing_type 'video'" in reasons["m-type"]
+    assert "rows: Input should be greater than or equal to 1, got 0" in reasons["m-rows"]
+    assert "processing_type: Input should be 'csv_data', got 'video'" in reasons["m-type"]
 
 
 def test_an_all_good_batch_reports_no_failures_and_a_redelivery_starts_nothing(machine):
     records = [message("m-1", good_body()), message("m-2", good_body())]
-    assert sqs_handler(records) == {"batchItemFailures": []}
-    assert sqs_handler(records) == {"batchItemFailures": []}  # redelivered: same names
+    assert sqs_handler(machine, records) == {"batchItemFailures": []}
+    assert sqs_handler(machine, records) == {"batchItemFailures": []}  # redelivered: same names
     assert len(executions(machine)) == 2
 
 
 def test_an_oversized_body_is_refused(machine):
     huge = good_body(csv_data=CSV + "x" * (1024 * 1024))
-    response = sqs_handler([message("m-huge", huge), message("m-ok", good_body())])
+    response = sqs_handler(machine, [message("m-huge", huge), message("m-ok", good_body())])
     assert response == {"batchItemFailures": [{"itemIdentifier": "m-huge"}]}
     assert len(executions(machine)) == 1
-    assert len(aws.list_keys(machine["input"], "sqs-inbox/")) == 1  # nothing kept for it
+    assert len(machine.store.list_keys(machine["input"], "sqs-inbox/")) == 1  # nothing kept for it
 
 
 def test_s3_upload_event_starts_one_named_run_and_ignores_other_objects(machine):
-    from collage.handlers.start_from_s3 import handler
+    from collage.handlers.start_from_s3 import make_handler
 
+    handler = make_handler(machine.runtime(state_machine_arn=machine["arn"]))
     context = LambdaContext("start-s3", 30, 256)
     event = s3_object_created_event(machine["input"], "csv-files/daily/covers.csv", 10, "e1")
     first = handler(event, context)

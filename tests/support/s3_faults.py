@@ -183,7 +183,7 @@ def moto_stack_buckets(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, st
     """
     from moto import mock_aws
 
-    from collage import aws
+    from collage.aws import Store
 
     names = {"input": "hs-input", "output": "hs-output", "temp": "hs-temp"}
     env = {
@@ -194,19 +194,35 @@ def moto_stack_buckets(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, st
         "POWERTOOLS_TRACE_DISABLED": "true",
         "POWERTOOLS_METRICS_DISABLED": "true",
         "POWERTOOLS_LOG_LEVEL": "WARNING",
-        "INPUT_BUCKET": names["input"],
-        "OUTPUT_BUCKET": names["output"],
-        "TEMP_BUCKET": names["temp"],
-        "COLLAGE_ALLOW_LOOPBACK": "1",
     }
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("AWS_LAMBDA_FUNCTION_NAME", raising=False)
     with mock_aws():
-        aws.reset_clients()
+        stack = MotoBuckets(names, Store())
         for name in names.values():
-            aws.client("s3").create_bucket(Bucket=name)
-        try:
-            yield names
-        finally:
-            aws.reset_clients()
+            stack.store.s3.create_bucket(Bucket=name)
+        yield stack
+
+
+class MotoBuckets(dict):
+    """The bucket names by role ({"input", "output", "temp"}), the Store that reaches them, and
+    the Runtime a handler is wired with for them (covers may come from loopback servers)."""
+
+    def __init__(self, names: dict[str, str], store: Any) -> None:
+        super().__init__(names)
+        self.store = store
+
+    def runtime(self, **overrides: Any) -> Any:
+        from collage.handlers._runtime import Runtime
+        from collage_tools.loopback import local_guard
+
+        values = {
+            "store": self.store,
+            "input_bucket": self["input"],
+            "output_bucket": self["output"],
+            "temp_bucket": self["temp"],
+            "address_guard": local_guard(allow_loopback=True),
+            **overrides,
+        }
+        return Runtime(**values)

@@ -20,15 +20,13 @@ def csv_text(rows: list[tuple[str, str, str]]) -> str:
 
 
 def keys(stack: Any, logical: str, prefix: str = "") -> list[str]:
-    from collage import aws
 
-    return sorted(aws.list_keys(stack.names[logical], prefix))
+    return sorted(stack.store.list_keys(stack.names[logical], prefix))
 
 
 def read(stack: Any, logical: str, key: str) -> bytes:
-    from collage import aws
 
-    return aws.client("s3").get_object(Bucket=stack.names[logical], Key=key)["Body"].read()
+    return stack.store.s3.get_object(Bucket=stack.names[logical], Key=key)["Body"].read()
 
 
 def read_json(stack: Any, logical: str, key: str) -> Any:
@@ -49,8 +47,7 @@ def run_csv(
 
 def executions(stack: Any) -> list[dict]:
     """The state machine's executions, newest first."""
-    from collage import aws
 
-    return aws.client("stepfunctions").list_executions(
-        stateMachineArn=stack.names["CollageStateMachine"]
-    )["executions"]
+    return stack.store.sfn.list_executions(stateMachineArn=stack.names["CollageStateMachine"])[
+        "executions"
+    ]

@@ -9,6 +9,7 @@ import pytest
 
 from collage.engine.download import Downloader, DownloadError, FetchPolicy
 from collage_tools.cover_server import fake_jpeg
+from collage_tools.loopback import local_guard
 from tests.support.faults import NetworkSpy, make_tls_files, tls_server
 
 
@@ -20,7 +21,9 @@ def test_https_verifies_the_host_name_on_the_vetted_address(
     body = fake_jpeg(3000)
     with (
         tls_server(cert, key, body) as (port, sni),
-        Downloader(FetchPolicy(allow_loopback=True, max_retries=2, total_timeout=5)) as downloader,
+        Downloader(
+            FetchPolicy(address_guard=local_guard(True), max_retries=2, total_timeout=5)
+        ) as downloader,
     ):
         downloader._session.verify = str(ca)  # trust the throwaway CA for this test only
         assert downloader.fetch(f"https://covers.test:{port}/a.jpg") == body

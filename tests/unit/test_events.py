@@ -7,7 +7,8 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
-from collage.config import ProcessingConfig, config_from_dict
+from collage.config import ProcessingConfig
+from collage.contracts import AggregateEvent, MapItem, RenderEvent, SplitEvent
 from collage.runs import MapSettings, run_from_message, run_from_s3_event
 from collage.split import split_csv
 
@@ -19,7 +20,10 @@ def load(name: str) -> dict:
 
 
 def test_s3_event_starts_the_run_whose_input_is_the_sample():
-    request = run_from_s3_event(load("s3_object_created.json"), ProcessingConfig())
+    from aws_lambda_powertools.utilities.parser.models import S3EventNotificationEventBridgeModel
+
+    upload = S3EventNotificationEventBridgeModel.model_validate(load("s3_object_created.json"))
+    request = run_from_s3_event(upload, ProcessingConfig())
     assert request.execution_input(MapSettings()) == load("execution_input.json")
 
 
@@ -37,11 +41,12 @@ def test_task_inputs_carry_what_each_step_reads():
     execution = load("execution_input.json")
     split_input = load("split_input.json")
     assert split_input == {"run": execution["run"], "config": execution["config"]}
-    config_from_dict(split_input["config"])
+    SplitEvent.model_validate(split_input)
     render_input = load("render_input.json")
+    RenderEvent.model_validate(render_input)
     out = io.BytesIO()
     split_csv(io.BytesIO(b"creator_name,cover_url\nalice,https://x.example/1.jpg\n"), out, 35)
     (item,) = json.loads(out.getvalue())
-    assert set(render_input["item"]) == set(item)
+    assert set(render_input["item"]) == set(item) == set(MapItem.model_fields)
     aggregate_input = load("aggregate_input.json")
-    assert {"run", "config", "map", "split", "map_result"} <= set(aggregate_input)
+    assert AggregateEvent.model_validate(aggregate_input).split is not None

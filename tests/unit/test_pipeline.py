@@ -15,10 +15,13 @@ from collage.engine.download import FetchPolicy
 from collage.engine.pipeline import build_collage, read_local
 from collage.engine.render import CoverError, Layout, placeholder_colours
 from collage_tools.cover_server import CoverServer
+from collage_tools.loopback import local_guard
 
 SMALL = Layout(rows=2, cols=3, tile_width=64, tile_height=96, background=(0, 0, 0))
 POLICY = FetchPolicy(max_retries=0, total_timeout=10.0, read_timeout=5.0)
-LOOPBACK = FetchPolicy(max_retries=0, total_timeout=10.0, read_timeout=5.0, allow_loopback=True)
+LOOPBACK = FetchPolicy(
+    max_retries=0, total_timeout=10.0, read_timeout=5.0, address_guard=local_guard(True)
+)
 PALETTE = [
     (230, 30, 30),
     (30, 200, 30),

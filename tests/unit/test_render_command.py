@@ -91,7 +91,7 @@ def test_nothing_rendered_exits_1_and_writes_nothing(tmp_path: Path, capsys) -> 
     ("option", "message"),
     [
         (["--tile", "216"], "--tile must look like 216x384"),
-        (["--rows", "0"], "rows must be between"),
+        (["--rows", "0"], "rows: Input should be greater than or equal to 1, got 0"),
         (["--background", "red"], "background must be a colour"),
     ],
 )

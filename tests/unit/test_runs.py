@@ -4,10 +4,18 @@ from datetime import UTC, datetime
 import pytest
 
 from collage.config import ProcessingConfig
-from collage.runs import MapSettings, MessageError, run_from_message, run_from_s3_event
+from collage.runs import MapSettings, MessageError, run_from_message
+from collage.runs import run_from_s3_event as run_from_model
 from collage_tools.emulator import s3_object_created_event
 
 SENT = datetime(2025, 1, 19, 10, 30, tzinfo=UTC)
+
+
+def run_from_s3_event(event: dict, defaults: ProcessingConfig):
+    """The run for an event as the starter parses it (Powertools Parser's EventBridge S3 model)."""
+    from aws_lambda_powertools.utilities.parser.models import S3EventNotificationEventBridgeModel
+
+    return run_from_model(S3EventNotificationEventBridgeModel.model_validate(event), defaults)
 
 
 def message(**fields):
@@ -76,15 +84,24 @@ def test_message_gives_a_run_under_sqs_trigger_with_its_config():
     [
         ("{not json", "not valid JSON"),
         ("[1, 2]", "must be a JSON object"),
-        (message(processing_type="zip"), "unknown processing_type 'zip'"),
-        (message(csv_data=None), "csv_data must be a non-empty string"),
-        (message(csv_data=5), "csv_data must be a non-empty string"),
-        (message(output_prefix=None), "output_prefix must be a non-empty string"),
-        (message(output_prefix="../.."), "output_prefix must be a non-empty string"),
-        (message(processing_config={"rows": 0}), "rows must be between 1 and 20"),
-        (message(processing_config={"quality": 500}), "quality must be between 1 and 100"),
-        (message(processing_config={"max_workers": 10000}), "max_workers must be between 1 and 64"),
-        (message(processing_config="big"), "must be a JSON object"),
+        (message(processing_type="zip"), "processing_type: Input should be 'csv_data', got 'zip'"),
+        (message(csv_data=None), "csv_data: Field required"),
+        (message(csv_data=5), "csv_data: Input should be a valid string, got 5"),
+        (message(output_prefix=None), "output_prefix: Field required"),
+        (message(output_prefix="../.."), "output_prefix: names no folder, got '../..'"),
+        (
+            message(processing_config={"rows": 0}),
+            "rows: Input should be greater than or equal to 1, got 0",
+        ),
+        (
+            message(processing_config={"quality": 500}),
+            "quality: Input should be less than or equal to 100, got 500",
+        ),
+        (
+            message(processing_config={"max_workers": 10000}),
+            "max_workers: Input should be less than or equal to 64",
+        ),
+        (message(processing_config="big"), "processing_config: Input should be a valid dictionary"),
         (message(csv_data="x" * (1024 * 1024 + 1)), "larger than"),
     ],
 )

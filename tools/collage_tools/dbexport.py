@@ -444,15 +444,14 @@ def atomic_output(path: Path) -> Iterator[IO[str]]:
 
 def upload(path: Path, s3_url: str) -> str:
     """Put the CSV where the workflow starts; returns the s3:// URL written."""
-    import boto3
     from boto3.exceptions import S3UploadFailedError
     from botocore.exceptions import BotoCoreError, ClientError
 
+    from collage.aws import Store
+
     bucket, key = parse_s3_url(s3_url, path.name)
     try:
-        boto3.client("s3").upload_file(
-            str(path), bucket, key, ExtraArgs={"ContentType": "text/csv; charset=utf-8"}
-        )
+        Store().upload_file(str(path), bucket, key, "text/csv; charset=utf-8")
     except (BotoCoreError, ClientError, S3UploadFailedError) as error:
         raise ExportError(f"upload to s3://{bucket}/{key} failed: {_first_line(error)}") from None
     return f"s3://{bucket}/{key}"

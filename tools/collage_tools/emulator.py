@@ -32,6 +32,7 @@ import traceback
 import uuid
 import warnings
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from importlib import import_module
 from pathlib import Path
@@ -85,6 +86,7 @@ class LocalStack:
         self._saved_env: dict[str, str | None] = {}
         self._saved_invoke: Any = None
         self.functions: dict[str, dict[str, Any]] = {}  # function name -> spec
+        self._handlers: dict[str, Callable[[Any, Any], Any]] = {}  # function name -> handler
         self.names: dict[str, str] = {}  # logical id -> physical name / ARN / URL
 
     # ------------------------------------------------------------------ set-up
@@ -107,7 +109,6 @@ class LocalStack:
                 # disabled store would grow for the whole run. Their lines go to stdout.
                 "POWERTOOLS_METRICS_DISABLED": "false",
                 "POWERTOOLS_DEV": "false",
-                "COLLAGE_ALLOW_LOOPBACK": "1" if self.allow_loopback else "0",
             }
         )
         if not self.verbose:
@@ -118,9 +119,9 @@ class LocalStack:
 
         self._mock = mock_aws(config={"stepfunctions": {"execute_state_machine": True}})
         self._mock.start()
-        from collage import aws
+        from collage.aws import Store
 
-        aws.reset_clients()
+        self.store = Store()  # clients made under the mock, on first use
         self._install_lambda_dispatcher()
         self._create_resources()
         return self
@@ -128,11 +129,8 @@ class LocalStack:
     def __exit__(self, *exc: object) -> None:
         from moto.awslambda.models import LambdaBackend
 
-        from collage import aws
-
         if self._saved_invoke is not None:
             LambdaBackend.invoke = self._saved_invoke
-        aws.reset_clients()
         if self._mock is not None:
             self._mock.stop()
         threading.stack_size(0)
@@ -164,9 +162,7 @@ class LocalStack:
         return value
 
     def _create_resources(self) -> None:
-        from collage import aws
-
-        s3, sqs = aws.client("s3"), aws.client("sqs")
+        s3, sqs = self.store.s3, self.client("sqs")
         for logical, short in BUCKETS.items():
             name = f"{STACK}-{short}"
             s3.create_bucket(Bucket=name)
@@ -194,9 +190,7 @@ class LocalStack:
         import io
         import zipfile
 
-        from collage import aws
-
-        iam = aws.client("iam")
+        iam = self.client("iam")
         role = iam.create_role(
             RoleName="collage-local-role",
             AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []}),
@@ -211,7 +205,7 @@ class LocalStack:
                 continue
             props = resource["Properties"]
             name = f"{STACK}-{logical}"
-            response = aws.client("lambda").create_function(
+            response = self.client("lambda").create_function(
                 FunctionName=name,
                 Runtime=globals_.get("Runtime", "python3.11"),
                 Role=role,
@@ -240,8 +234,6 @@ class LocalStack:
         self._set_env(variables)
 
     def _create_state_machine(self, machine_name: str) -> None:
-        from collage import aws
-
         props = self.template["Resources"]["CollageStateMachine"]["Properties"]
         definition = (self.root / props["DefinitionUri"]).read_text()
         substitutions = {
@@ -250,7 +242,7 @@ class LocalStack:
         substitutions["MapExecutionType"] = "STANDARD"  # bridge 2: moto rejects EXPRESS children
         for key, value in substitutions.items():
             definition = definition.replace("${" + key + "}", str(value))
-        aws.client("stepfunctions").create_state_machine(
+        self.store.sfn.create_state_machine(
             name=machine_name,
             definition=definition,
             roleArn=f"arn:aws:iam::{ACCOUNT}:role/collage-local-states",
@@ -278,8 +270,7 @@ class LocalStack:
     ) -> Any:
         """Run a function's handler in-process, as Lambda would (errors shaped like AWS's)."""
         spec = self.functions[name]
-        module_name, handler_name = spec["handler"].rsplit(".", 1)
-        handler: Callable[[Any, Any], Any] = getattr(import_module(module_name), handler_name)
+        handler = self._handlers.get(name) or self._wire(name)
         context = LambdaContext(name, spec["timeout"], spec["memory"])
         try:
             return handler(event, context)
@@ -293,21 +284,40 @@ class LocalStack:
                 "stackTrace": traceback.format_tb(error.__traceback__),
             }
 
+    def client(self, service: str) -> Any:
+        from collage.aws import make_client
+
+        return make_client(service)
+
+    def _wire(self, name: str) -> Callable[[Any, Any], Any]:
+        """The function's handler, built by its module's make_handler as Lambda would build it
+        from the template's variables, but with the local SSRF policy and this stack's Store."""
+        from collage.handlers._runtime import Runtime
+        from collage_tools.loopback import local_guard
+
+        spec = self.functions[name]
+        module_name = spec["handler"].rsplit(".", 1)[0]
+        env = {key: str(self._resolve(value)) for key, value in spec["env"].items()}
+        base = Runtime.from_environment(env)
+        suffixes = base.address_guard.allowed_host_suffixes
+        runtime = replace(
+            base, store=self.store, address_guard=local_guard(self.allow_loopback, suffixes)
+        )
+        handler = import_module(module_name).make_handler(runtime)
+        self._handlers[name] = handler
+        return handler  # type: ignore[no-any-return]
+
     # ------------------------------------------------------------------ triggers
     def upload_csv(self, data: bytes, key: str) -> dict[str, Any]:
         """Put a CSV in the input bucket and deliver its EventBridge event (bridge 3)."""
-        from collage import aws
-
         bucket = self.names["InputBucket"]
-        put = aws.client("s3").put_object(Bucket=bucket, Key=key, Body=data)
+        put = self.store.s3.put_object(Bucket=bucket, Key=key, Body=data)
         event = s3_object_created_event(bucket, key, len(data), put["ETag"].strip('"'))
         return self.invoke("StartFromS3Function", event)
 
     def invoke(self, logical: str, event: Any) -> Any:
         """Invoke a function through the Lambda API (and so through the dispatcher)."""
-        from collage import aws
-
-        response = aws.client("lambda").invoke(
+        response = self.client("lambda").invoke(
             FunctionName=self.names[logical], Payload=json.dumps(event).encode()
         )
         payload = json.loads(response["Payload"].read() or b"null")
@@ -318,18 +328,14 @@ class LocalStack:
         return payload
 
     def send_message(self, body: str) -> str:
-        from collage import aws
-
-        sent = aws.client("sqs").send_message(
+        sent = self.client("sqs").send_message(
             QueueUrl=self.names["ProcessingQueue"], MessageBody=body
         )
         return sent["MessageId"]
 
     def deliver_messages(self, batch_size: int = 10) -> list[dict[str, Any]]:
         """Bridge 4: one poll of the queue, as Lambda's SQS event source mapping does it."""
-        from collage import aws
-
-        sqs, queue = aws.client("sqs"), self.names["ProcessingQueue"]
+        sqs, queue = self.client("sqs"), self.names["ProcessingQueue"]
         received = sqs.receive_message(
             QueueUrl=queue,
             MaxNumberOfMessages=batch_size,
@@ -365,9 +371,7 @@ class LocalStack:
         progress: Callable[[str], None] | None = None,
     ) -> dict[str, Any]:
         """Poll the execution until it ends; report creators done so far through `progress`."""
-        from collage import aws
-
-        sfn = aws.client("stepfunctions")
+        sfn = self.store.sfn
         arn, ends, last = self.execution_arn(name), time.monotonic() + timeout, ""
         while True:
             described = sfn.describe_execution(executionArn=arn)
@@ -385,27 +389,23 @@ class LocalStack:
             time.sleep(0.2)
 
     def _progress_note(self, name: str) -> str:
-        from collage import aws
-
         temp, prefix = self.names["TempBucket"], f"runs/{name}/"
-        expected = aws.get_json(temp, f"{prefix}expected.json")
+        expected = self.store.get_json(temp, f"{prefix}expected.json")
         if expected is None:
             return "splitting the CSV"
-        done = len(aws.list_keys(temp, f"{prefix}results/"))
+        done = len(self.store.list_keys(temp, f"{prefix}results/"))
         return f"rendered {done}/{len(expected)} creators"
 
     def download_bucket(self, logical: str, directory: Path) -> list[Path]:
         """Write every object of a bucket under `directory` at its key (never outside it)."""
-        from collage import aws
-
         bucket, root = self.names[logical], directory.resolve()
         written = []
-        for key in aws.list_keys(bucket, ""):
+        for key in self.store.list_keys(bucket, ""):
             target = (root / key).resolve()
             if not target.is_relative_to(root):
                 raise ValueError(f"refusing to write {key!r} outside {root}")
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(aws.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read())
+            target.write_bytes(self.store.s3.get_object(Bucket=bucket, Key=key)["Body"].read())
             written.append(target)
         return written
 
@@ -430,6 +430,23 @@ def s3_object_created_event(bucket: str, key: str, size: int, etag: str) -> dict
             "requester": ACCOUNT,
             "source-ip-address": "127.0.0.1",
             "reason": "PutObject",
+        },
+    }
+
+
+def received_message(
+    message_id: str, body: str, sent_ms: int = 1737282600000, receive_count: int = 1
+) -> dict[str, Any]:
+    """A message as ReceiveMessage returns it, with the attributes SQS always gives Lambda."""
+    return {
+        "MessageId": message_id,
+        "ReceiptHandle": f"handle-{message_id}",
+        "Body": body,
+        "Attributes": {
+            "SentTimestamp": str(sent_ms),
+            "ApproximateReceiveCount": str(receive_count),
+            "ApproximateFirstReceiveTimestamp": str(sent_ms + 5),
+            "SenderId": "AIDAEXAMPLE",
         },
     }
 

@@ -246,7 +246,7 @@ class Downloader:
             raise ValueError("pool_size must be >= 1")
         self.policy = policy
         self.deadline = deadline
-        self._guard = AddressGuard(policy.allow_loopback, policy.allowed_host_suffixes)
+        self._guard = policy.address_guard or AddressGuard()
         self._lock = threading.Lock()
         self._bytes = 0
         self._watchdog = _Watchdog()

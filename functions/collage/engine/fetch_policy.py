@@ -6,10 +6,13 @@ of local files, or a process that only builds policies, never pays for them.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from collage.config import ProcessingConfig
+
+if TYPE_CHECKING:
+    from collage.engine.url_guard import AddressGuard
 
 
 @dataclass(frozen=True)
@@ -20,8 +23,9 @@ class FetchPolicy:
     max_retries: int = 3  # retries after the first attempt (429, 5xx, resets, timeouts)
     max_bytes: int = 20 * 1024 * 1024  # enforced while streaming
     max_redirects: int = 5
-    allow_loopback: bool = False  # local runs/tests only; the deployed stack never sets it
-    allowed_host_suffixes: tuple[str, ...] = ()  # empty = any public host
+    # The SSRF policy, built where the handler or tool is wired up; None = AddressGuard():
+    # public hosts only (url_guard, with socket and ipaddress, is imported only for URLs).
+    address_guard: AddressGuard | None = None
     backoff_base: float = 0.5  # full-jitter backoff: uniform(0, min(cap, base * 2**n))
     backoff_cap: float = 8.0
     retry_after_cap: float = 30.0  # longest Retry-After we wait for
@@ -34,21 +38,12 @@ class FetchPolicy:
             raise ValueError("max_retries and max_redirects must be >= 0, max_bytes >= 1")
         if self.backoff_base < 0 or self.backoff_cap < 0 or self.retry_after_cap < 0:
             raise ValueError("backoff settings must be >= 0")
-        suffixes = tuple(self.allowed_host_suffixes)
-        if suffixes:
-            # url_guard (socket, ipaddress) only when needed: a local render never is.
-            from collage.engine.url_guard import normalize_suffixes
-
-            suffixes = normalize_suffixes(suffixes)
-        object.__setattr__(self, "allowed_host_suffixes", suffixes)
 
     @classmethod
     def from_config(
         cls,
         config: ProcessingConfig,
-        *,
-        allow_loopback: bool = False,
-        allowed_host_suffixes: Sequence[str] = (),
+        address_guard: AddressGuard | None = None,
     ) -> FetchPolicy:
         return cls(
             connect_timeout=min(5.0, config.timeout),
@@ -58,8 +53,7 @@ class FetchPolicy:
             total_timeout=2 * config.timeout,
             max_retries=config.max_retries,
             max_bytes=config.max_image_bytes,
-            allow_loopback=allow_loopback,
-            allowed_host_suffixes=tuple(allowed_host_suffixes),
+            address_guard=address_guard,
         )
 
 

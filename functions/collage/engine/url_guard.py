@@ -46,27 +46,27 @@ def resolve(host: str, port: int) -> list[str]:
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
-def blocked_reason(address: str | Address, *, allow_loopback: bool = False) -> str | None:
+def blocked_reason(address: str | Address) -> str | None:
     """Why `address` is not a public unicast address (e.g. 'private'), or None when it is."""
     ip = ipaddress.ip_address(address) if isinstance(address, str) else address
     if isinstance(ip, ipaddress.IPv6Address):
         if ip.ipv4_mapped is not None:
-            return _v4_reason(ip.ipv4_mapped, allow_loopback, "IPv4-mapped ")
+            return _v4_reason(ip.ipv4_mapped, "IPv4-mapped ")
         if ip in _NAT64:
-            return _v4_reason(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF), False, "NAT64 ")
+            return _v4_reason(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF), "NAT64 ")
         if ip in _SIXTOFOUR and ip.sixtofour is not None:
-            reason = _v4_reason(ip.sixtofour, False, "6to4 ")
+            reason = _v4_reason(ip.sixtofour, "6to4 ")
             if reason:
                 return reason
-        return _v6_reason(ip, allow_loopback)
-    return _v4_reason(ip, allow_loopback, "")
+        return _v6_reason(ip)
+    return _v4_reason(ip, "")
 
 
-def _v4_reason(ip: ipaddress.IPv4Address, allow_loopback: bool, prefix: str) -> str | None:
+def _v4_reason(ip: ipaddress.IPv4Address, prefix: str) -> str | None:
     if ip.is_unspecified:
         reason = "unspecified"
     elif ip.is_loopback:
-        reason = None if allow_loopback else "loopback"
+        reason = "loopback"
     elif ip.is_link_local:
         reason = "link-local (cloud metadata)" if str(ip) == "169.254.169.254" else "link-local"
     elif ip in _CGNAT:
@@ -82,11 +82,11 @@ def _v4_reason(ip: ipaddress.IPv4Address, allow_loopback: bool, prefix: str) -> 
     return prefix + reason if reason else None
 
 
-def _v6_reason(ip: ipaddress.IPv6Address, allow_loopback: bool) -> str | None:
+def _v6_reason(ip: ipaddress.IPv6Address) -> str | None:
     if ip.is_unspecified:
         return "unspecified"
     if ip.is_loopback:
-        return None if allow_loopback else "loopback"
+        return "loopback"
     if ip.is_link_local:
         return "link-local"
     if ip in _ULA:
@@ -127,12 +127,37 @@ def _ascii_host(host: str) -> str:
         raise UrlRefused("invalid_url", "host name is not valid") from None
 
 
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
 @dataclass(frozen=True)
 class AddressGuard:
-    """The policy a connection enforces: which hosts by name, which addresses once resolved."""
+    """The SSRF policy a connection enforces: which hosts by name, which addresses once resolved.
 
-    allow_loopback: bool = False
-    allowed_host_suffixes: tuple[str, ...] = ()  # normalized; empty = any public host
+    Built once where a handler or a tool is wired up. The deployed functions build it with no
+    `permitted_networks`; a local tool that serves covers itself permits its loopback network.
+    """
+
+    allowed_host_suffixes: tuple[str, ...] = ()  # empty = any public host
+    permitted_networks: tuple[Network, ...] = ()  # special-use networks allowed all the same
+
+    def __post_init__(self) -> None:
+        object.__setattr__(
+            self, "allowed_host_suffixes", normalize_suffixes(self.allowed_host_suffixes)
+        )
+
+    def permits(self, address: Address) -> bool:
+        """True when `address` (or the IPv4 address it maps) is in a permitted network."""
+        mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
+        return any(ip in net for ip in (address, mapped) if ip for net in self.permitted_networks)
+
+    def address_reason(self, address: str) -> str | None:
+        """Why the connection may not go to `address`, or None when it may."""
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return "unparseable"
+        return None if self.permits(ip) else blocked_reason(ip)
 
     def check_host(self, host: str) -> None:
         if not self.allowed_host_suffixes:
@@ -154,10 +179,7 @@ class AddressGuard:
         if not addresses:
             raise UrlRefused("dns_failed", f"cannot resolve {host}: no addresses")
         for address in addresses:
-            try:
-                reason = blocked_reason(address, allow_loopback=self.allow_loopback)
-            except ValueError:
-                reason = "unparseable"
+            reason = self.address_reason(address)
             if reason:
                 shown = address if address == host else f"{host} ({address})"
                 raise UrlRefused("address_blocked", f"{shown} is a {reason} address")

@@ -6,20 +6,29 @@ from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from collage.handlers._runtime import logger, metrics, settings, tracer
+from collage.contracts import SplitEvent, parse_event
+from collage.handlers._runtime import LambdaHandler, Runtime, logger, metrics, tracer
 from collage.split_task import split_run
 
 
-@logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler
-@metrics.log_metrics
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    run = event["run"]
-    logger.append_keys(run_id=run["id"])
-    summary = split_run(run, event["config"], temp_bucket=settings().temp_bucket)
-    metrics.add_metric(
-        name="CsvRowsRejected", unit=MetricUnit.Count, value=summary["rows_rejected"]
-    )
-    metrics.add_metric(name="Creators", unit=MetricUnit.Count, value=summary["creators"])
-    logger.info("split done", extra=summary)
-    return summary
+def make_handler(runtime: Runtime) -> LambdaHandler:
+    @logger.inject_lambda_context(clear_state=True)
+    @tracer.capture_lambda_handler
+    @metrics.log_metrics
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        request: SplitEvent = parse_event(SplitEvent, event, "split")
+        logger.append_keys(run_id=request.run.id)
+        summary = split_run(
+            request.run, request.config, runtime.store, temp_bucket=runtime.temp_bucket
+        )
+        metrics.add_metric(
+            name="CsvRowsRejected", unit=MetricUnit.Count, value=summary["rows_rejected"]
+        )
+        metrics.add_metric(name="Creators", unit=MetricUnit.Count, value=summary["creators"])
+        logger.info("split done", extra=summary)
+        return summary
+
+    return handler
+
+
+handler = make_handler(Runtime.from_environment())

@@ -15,40 +15,46 @@ from aws_lambda_powertools.utilities.batch import (
     EventType,
     process_partial_response,
 )
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
 
-from collage.config import config_from_env
-from collage.handlers._runtime import logger, metrics, settings, tracer
-from collage.runs import run_from_message
-from collage.starter import map_settings_from_env, start_run
-
-# A batch whose every message is refused is still a normal response (all in batchItemFailures),
-# not a Lambda error: bad messages reach the DLQ either way and must not page anyone twice.
-processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+from collage.handlers._runtime import LambdaHandler, Runtime, logger, metrics, tracer
+from collage.runs import MessageError, run_from_message
+from collage.starter import start_run
 
 
-@tracer.capture_method
-def start_one(record: SQSRecord) -> dict[str, Any]:
-    env = settings()
-    sent_ms = int(record.raw_event.get("attributes", {}).get("SentTimestamp") or 0)
-    sent_at = datetime.fromtimestamp(sent_ms / 1000, UTC) if sent_ms else datetime.now(UTC)
-    try:
-        request = run_from_message(
-            record.message_id, record.body, sent_at, env.input_bucket, config_from_env()
-        )
-    except ValueError as error:
-        logger.warning(
-            "message refused", extra={"message_id": record.message_id, "reason": str(error)}
-        )
-        raise
-    logger.append_keys(run_id=request.name)
-    return start_run(request, env.state_machine_arn, map_settings_from_env())
-
-
-@logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler
-@metrics.log_metrics
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return process_partial_response(
-        event=event, record_handler=start_one, processor=processor, context=context
+def make_handler(runtime: Runtime) -> LambdaHandler:
+    # A batch whose every message is refused is still a normal response (all in
+    # batchItemFailures), not a Lambda error: bad messages reach the DLQ either way and must
+    # not page anyone twice.
+    processor = BatchProcessor(
+        event_type=EventType.SQS, model=SqsRecordModel, raise_on_entire_batch_failure=False
     )
+
+    @tracer.capture_method
+    def start_one(record: SqsRecordModel) -> dict[str, Any]:
+        logger.remove_keys(["run_id"])  # the previous message's run is not this one's
+        sent_at = record.attributes.SentTimestamp or datetime.now(UTC)
+        try:
+            request = run_from_message(
+                record.messageId, record.body, sent_at, runtime.input_bucket, runtime.defaults
+            )
+        except MessageError as error:
+            logger.warning(
+                "message refused", extra={"message_id": record.messageId, "reason": str(error)}
+            )
+            raise
+        logger.append_keys(run_id=request.name)
+        return start_run(request, runtime.store, runtime.state_machine_arn, runtime.map_settings)
+
+    @logger.inject_lambda_context(clear_state=True)
+    @tracer.capture_lambda_handler
+    @metrics.log_metrics
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        return process_partial_response(
+            event=event, record_handler=start_one, processor=processor, context=context
+        )
+
+    return handler
+
+
+handler = make_handler(Runtime.from_environment())

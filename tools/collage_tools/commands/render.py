@@ -98,7 +98,12 @@ def run(args: argparse.Namespace) -> int:
         print("collage render: no images (the directories given are empty)", file=sys.stderr)
         return 1
     layout = Layout.from_config(config)
-    policy = FetchPolicy.from_config(config, allow_loopback=args.allow_loopback)
+    guard = None
+    if any(is_url(source) for source in sources):  # url_guard only when there are URLs
+        from collage_tools.loopback import local_guard
+
+        guard = local_guard(args.allow_loopback)
+    policy = FetchPolicy.from_config(config, guard)
     started = time.perf_counter()
     result = build_collage(sources, layout, policy=policy, max_workers=config.max_workers)
     elapsed = time.perf_counter() - started

@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
         _say(f"execution {name}")
         described = stack.wait(name, timeout=args.timeout, progress=_say)
         written = stack.download_bucket("OutputBucket", args.out)
-        summary = _summary(described)
+        summary = _summary(stack, described)
     print(json.dumps(summary, indent=2, ensure_ascii=False))
     _say(f"{described['status']}: {len(written)} objects written under {args.out}")
     if described["status"] != "SUCCEEDED":
@@ -87,13 +87,11 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _summary(described: dict) -> dict:
+def _summary(stack, described: dict) -> dict:
     """The execution's output; for a failed run, the output of its last report-writing step."""
     if described.get("output"):
         return json.loads(described["output"])
-    from collage import aws
-
-    history = aws.client("stepfunctions").get_execution_history(
+    history = stack.store.sfn.get_execution_history(
         executionArn=described["executionArn"], reverseOrder=True
     )["events"]
     for event in history:
@@ -104,9 +102,7 @@ def _summary(described: dict) -> dict:
 
 
 def _execution_for_message(stack) -> str:
-    from collage import aws
-
-    executions = aws.client("stepfunctions").list_executions(
+    executions = stack.store.sfn.list_executions(
         stateMachineArn=stack.names["CollageStateMachine"]
     )["executions"]
     return executions[0]["name"]

@@ -1,0 +1,162 @@
+"""The documents that pass between the steps, as typed models validated at each handler's edge.
+
+    execution input ─> SplitByCreator(SplitEvent) ─> SplitResult at $.split
+                    ─> RenderCollages: one RenderEvent per MapItem ─> CreatorSummary
+                    ─> Aggregate(AggregateEvent) ─> RunSummary (the execution's output)
+
+The state machine's paths name these fields; tests/integration/test_contracts.py checks the
+ASL against the models, so a renamed field fails a test instead of a run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from collage.config import MAX_URL_LENGTH, ProcessingConfig
+from collage.validation import describe
+
+
+class StepDocument(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class InvalidEvent(ValueError):
+    """A handler's event does not match its contract (a bug or a hand-made event, not data)."""
+
+    @classmethod
+    def from_validation(cls, step: str, error: ValidationError) -> InvalidEvent:
+        return cls(f"{step} event does not match its contract: {describe(error, limit=5)}")
+
+
+class Run(StepDocument):
+    id: str = Field(min_length=1, max_length=80)  # the execution name
+    trigger: Literal["s3", "sqs"]
+    source_bucket: str
+    source_key: str
+    csv_name: str
+    timestamp: str  # the event's time, compact ISO 8601 (20250119T103000Z)
+    output_prefix: str  # ends with "collages/"
+    temp_prefix: str  # runs/<id>/ in the temp bucket
+
+
+class MapSettings(StepDocument):
+    max_concurrency: int = Field(40, ge=1, le=10_000)
+    tolerated_failure_percentage: float = Field(25.0, ge=0, le=100)
+
+    @classmethod
+    def from_environment(cls, env: Mapping[str, str]) -> MapSettings:
+        """The stack's map settings (MAP_MAX_CONCURRENCY, MAP_TOLERATED_FAILURE_PERCENTAGE)."""
+        values = {
+            "max_concurrency": env.get("MAP_MAX_CONCURRENCY"),
+            "tolerated_failure_percentage": env.get("MAP_TOLERATED_FAILURE_PERCENTAGE"),
+        }
+        return cls.model_validate({k: v for k, v in values.items() if v})
+
+
+class ExecutionInput(StepDocument):
+    """What a starter gives the state machine."""
+
+    run: Run
+    config: ProcessingConfig
+    map: MapSettings
+
+
+class SplitEvent(StepDocument):
+    run: Run
+    config: ProcessingConfig
+
+
+class SplitResult(StepDocument):
+    """What the split returns; the state machine keeps it at $.split."""
+
+    items_key: str
+    rows: int
+    rows_rejected: int
+    row_warnings: int
+    row_issues_unlisted: int = 0
+    creators: int
+    covers: int
+    covers_cut: int
+
+
+class MapItem(StepDocument):
+    """One creator's covers in tile order (an element of items.json)."""
+
+    creator: str
+    name: str  # the creator's safe key segment
+    urls: list[Annotated[str, Field(max_length=MAX_URL_LENGTH)]] = Field(max_length=100)
+    lines: list[int] = Field(default_factory=list)  # CSV line of each URL
+    cut: int = 0  # covers beyond max_images_per_creator
+
+
+class RenderEvent(StepDocument):
+    run: Run
+    config: ProcessingConfig
+    item: MapItem
+
+
+class CreatorSummary(StepDocument):
+    """What a map child returns (the full result record stays in S3)."""
+
+    creator: str
+    status: Literal["ok", "partial", "failed"]
+    collages: int
+    covers_failed: int
+
+
+class StepError(BaseModel):
+    """A caught error, as Step Functions records it at a Catch's ResultPath."""
+
+    model_config = ConfigDict(frozen=True)
+    Error: str = "Error"
+    Cause: str | None = None
+
+
+class AggregateEvent(StepDocument):
+    """The whole state at the end of a run (Aggregate), or after a failed split."""
+
+    run: Run
+    config: ProcessingConfig | None = None
+    map: MapSettings | None = None
+    split: SplitResult | None = None
+    split_error: StepError | None = None
+    map_error: StepError | None = None
+    map_result: dict[str, Any] | None = None  # the Distributed Map's ResultWriter details
+
+    def failure(self) -> tuple[StepError | None, str | None]:
+        """The error that failed the run as a whole, and the stage it came from."""
+        if self.split_error:
+            return self.split_error, "split"
+        if self.map_error:
+            return self.map_error, "map"
+        return None, None
+
+
+class CsvMessage(BaseModel):
+    """The body of an SQS message that carries a CSV (other keys are ignored)."""
+
+    model_config = ConfigDict(frozen=True)
+    processing_type: Literal["csv_data"]
+    csv_data: str = Field(min_length=1, pattern=r"\S")  # not blank
+    output_prefix: str = Field(min_length=1)
+    processing_config: dict[str, Any] | None = None
+
+
+class RunSummary(BaseModel):
+    """The execution's output; the DidRunSucceed choice reads `status`."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    run_id: str
+    status: Literal["succeeded", "completed_with_failures", "failed"]
+    report: str
+
+
+def parse_event(model: type[StepDocument], event: Any, step: str) -> Any:
+    """`model` from a handler's event, or InvalidEvent naming what does not match."""
+    try:
+        return model.model_validate(event)
+    except ValidationError as error:
+        raise InvalidEvent.from_validation(step, error) from None
