@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
@@ -92,7 +92,7 @@ def collect_results(
     ]
 
 
-def totals(records: list[Mapping[str, Any]], split: SplitResult | None) -> dict[str, Any]:
+def totals(records: Sequence[Mapping[str, Any]], split: SplitResult | None) -> dict[str, Any]:
     statuses = Counter(record["status"] for record in records)
     return {
         "creators": {

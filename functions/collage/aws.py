@@ -27,7 +27,7 @@ def make_client(service: str, **options: Any) -> Any:
     from botocore.config import Config
 
     config = Config(retries={"total_max_attempts": TOTAL_ATTEMPTS, "mode": "adaptive"})
-    return boto3.client(service, config=config, **options)
+    return boto3.client(service, config=config, **options)  # type: ignore[call-overload]
 
 
 def is_missing(error: Exception) -> bool:

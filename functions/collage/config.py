@@ -75,7 +75,7 @@ def _validate(values: Mapping[str, Any], strict: bool) -> ProcessingConfig:
     try:
         # JSON mode: strict there means JSON types (a dataclass may come from a JSON object).
         document = json.dumps(dict(values), default=str)
-        return _validator().validate_json(document, strict=strict)  # type: ignore[no-any-return]
+        return _validator().validate_json(document, strict=strict)
     except ValidationError as error:
         from collage.validation import describe
 

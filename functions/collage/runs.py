@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from collage.config import ConfigError, ProcessingConfig, build_config
 from collage.contracts import CsvMessage, ExecutionInput, MapSettings, Run
@@ -43,7 +43,7 @@ class MessageError(ValueError):
 @dataclass(frozen=True)
 class RunRequest:
     name: str  # execution name, also the run id
-    trigger: str  # "s3" or "sqs"
+    trigger: Literal["s3", "sqs"]
     source_bucket: str
     source_key: str
     timestamp: str
@@ -54,7 +54,7 @@ class RunRequest:
     def execution_input(self, settings: MapSettings) -> dict[str, Any]:
         run = Run(
             id=self.name,
-            trigger=self.trigger,  # type: ignore[arg-type]
+            trigger=self.trigger,
             source_bucket=self.source_bucket,
             source_key=self.source_key,
             csv_name=csv_stem(self.source_key),

@@ -53,7 +53,8 @@ class _Server(ThreadingHTTPServer):
     def server_bind(self) -> None:
         # HTTPServer.server_bind does a reverse DNS lookup (getfqdn): skip it.
         socketserver.TCPServer.server_bind(self)
-        self.server_name, self.server_port = self.server_address[:2]
+        host, port = self.server_address[:2]
+        self.server_name, self.server_port = str(host), int(port)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # Clients hanging up mid-response is what the fault tests provoke: not worth a traceback.
@@ -219,11 +220,12 @@ class CoverServer:
             self.hits[path] += 1
             self.headers_seen[path] = dict(handler.headers.items())
             fault = self._faults.get(path)
-            if fault is not None and fault.remaining is not None:
-                if fault.remaining <= 0:
+            left = fault.remaining if fault is not None else None
+            if fault is not None and left is not None:
+                if left <= 0:
                     fault = None
                 else:
-                    fault.remaining -= 1
+                    fault.remaining = left - 1
             file = self._files.get(path)
         if self.latency > 0 and self._stopping.wait(self.latency):
             handler.close_connection = True

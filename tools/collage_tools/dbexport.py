@@ -307,7 +307,7 @@ def _since_clause(
 ) -> sa.ColumnElement[bool]:
     if connection.dialect.name == "sqlite":
         # SQLite stores dates as text in several ISO spellings ('T' or ' '); compare as dates.
-        bound = sa.bindparam("since", since.isoformat(sep=" "))
+        bound: sa.BindParameter[str] = sa.bindparam("since", since.isoformat(sep=" "))
         return sa.func.julianday(column) >= sa.func.julianday(bound)
     return column >= sa.bindparam("since", since, type_=sa.DateTime())
 
@@ -463,7 +463,7 @@ def upload(path: Path, s3_url: str) -> str:
 def db_message(error: sa.exc.DBAPIError) -> str:
     """The driver's own message, one line: 'Access denied ... (MySQL error 1045)'."""
     original = error.orig
-    args = getattr(original, "args", ())
+    args: tuple[Any, ...] = getattr(original, "args", ())
     if len(args) >= 2 and isinstance(args[0], int):
         return f"{_first_line(args[1])} (error {args[0]})"
     return _first_line(original) or type(original).__name__

@@ -130,7 +130,7 @@ class LocalStack:
         from moto.awslambda.models import LambdaBackend
 
         if self._saved_invoke is not None:
-            LambdaBackend.invoke = self._saved_invoke
+            LambdaBackend.invoke = self._saved_invoke  # type: ignore[method-assign]
         if self._mock is not None:
             self._mock.stop()
         threading.stack_size(0)
@@ -263,7 +263,7 @@ class LocalStack:
             response_headers["Content-Length"] = str(len(data))
             return data
 
-        LambdaBackend.invoke = invoke
+        LambdaBackend.invoke = invoke  # type: ignore[method-assign]
 
     def call_function(
         self, name: str, event: Any, response_headers: dict[str, Any] | None = None
@@ -305,7 +305,7 @@ class LocalStack:
         )
         handler = import_module(module_name).make_handler(runtime)
         self._handlers[name] = handler
-        return handler  # type: ignore[no-any-return]
+        return handler
 
     # ------------------------------------------------------------------ triggers
     def upload_csv(self, data: bytes, key: str) -> dict[str, Any]:
@@ -376,7 +376,7 @@ class LocalStack:
         while True:
             described = sfn.describe_execution(executionArn=arn)
             if described["status"] in TERMINAL:
-                return described
+                return dict(described)
             if progress:
                 note = self._progress_note(name)
                 if note != last:

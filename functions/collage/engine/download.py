@@ -19,7 +19,9 @@ import threading
 import time
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from http.cookiejar import DefaultCookiePolicy
 from types import TracebackType
+from typing import Any
 from urllib.parse import urljoin
 
 import requests
@@ -163,17 +165,21 @@ def _guarded_new_conn(conn: HTTPConnection, guard: AddressGuard) -> socket.socke
     raise NewConnectionError(conn, f"failed to connect: {last_error}") from last_error
 
 
-class _Guarded:
-    """Mixed into urllib3's connections: every new socket goes through the address guard."""
+class _Guarded(HTTPConnection):
+    """Mixed into urllib3's connections: every new socket goes through the address guard.
 
-    def __init__(self, *args, guard: AddressGuard, **kwargs) -> None:
+    It subclasses HTTPConnection so that its methods are checked against what they extend; in
+    _GuardedHTTPSConnection the method order is still this mixin, HTTPSConnection, then
+    HTTPConnection."""
+
+    def __init__(self, *args: Any, guard: AddressGuard, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._guard = guard
 
     def _new_conn(self) -> socket.socket:
         return _guarded_new_conn(self, self._guard)
 
-    def request(self, *args, **kwargs) -> None:
+    def request(self, *args: Any, **kwargs: Any) -> None:
         _watch_socket(self.sock)  # a reused connection: the watch must cut this one
         super().request(*args, **kwargs)
 
@@ -224,7 +230,7 @@ class _GuardedAdapter(HTTPAdapter):
         raise UrlRefused("address_blocked", "proxies are not used for cover downloads")
 
 
-class _NoCookies(requests.cookies.cookielib.DefaultCookiePolicy):
+class _NoCookies(DefaultCookiePolicy):
     # Covers need no cookies, and a jar shared by all threads and hosts is state we don't want.
     def set_ok(self, cookie, request) -> bool:
         return False
@@ -411,6 +417,35 @@ class Downloader:
         except (requests.RequestException, ValueError) as exc:
             raise DownloadError("invalid_url", f"cannot request {shown}: {_cause(exc)}") from exc
 
+    def _read_chunk(
+        self, raw: Any, url: str, limit: float, received: int, declared: int | None
+    ) -> bytes:
+        """The next bytes of the body, within the read timeout and the time left."""
+        shown = scrub_url(url)
+        left, code = self._time_left(limit, url, f"after {received} bytes of")
+        _tighten_read_timeout(raw, min(self.policy.read_timeout, left))
+        try:
+            return bytes(raw.read1(_CHUNK))
+        except ReadTimeoutError:
+            if left < self.policy.read_timeout:  # the socket wait was cut to the time left
+                reason = "task deadline" if code == "deadline" else "total timeout"
+                raise DownloadError(
+                    code, f"{reason} reached after {received} bytes of {shown}"
+                ) from None
+            raise DownloadError(
+                "timeout", f"read timed out after {received} bytes of {shown}", retryable=True
+            ) from None
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            if declared is not None or received:
+                raise DownloadError(
+                    "truncated",
+                    f"{shown} ended after {received} of {declared or '?'} bytes",
+                    retryable=True,
+                ) from exc
+            raise DownloadError(
+                "connect_failed", f"connection broken on {shown}: {_cause(exc)}", retryable=True
+            ) from exc
+
     def _read_body(self, response: requests.Response, url: str, limit: float) -> bytes:
         policy = self.policy
         shown = scrub_url(url)
@@ -424,29 +459,7 @@ class Downloader:
         received = 0
         sniffed = False
         while True:
-            left, code = self._time_left(limit, url, f"after {received} bytes of")
-            _tighten_read_timeout(raw, min(policy.read_timeout, left))
-            try:
-                chunk = raw.read1(_CHUNK)
-            except ReadTimeoutError:
-                if left < policy.read_timeout:  # the socket wait was cut to the time left
-                    reason = "task deadline" if code == "deadline" else "total timeout"
-                    raise DownloadError(
-                        code, f"{reason} reached after {received} bytes of {shown}"
-                    ) from None
-                raise DownloadError(
-                    "timeout", f"read timed out after {received} bytes of {shown}", retryable=True
-                ) from None
-            except (urllib3.exceptions.HTTPError, OSError) as exc:
-                if declared is not None or received:
-                    raise DownloadError(
-                        "truncated",
-                        f"{shown} ended after {received} of {declared or '?'} bytes",
-                        retryable=True,
-                    ) from exc
-                raise DownloadError(
-                    "connect_failed", f"connection broken on {shown}: {_cause(exc)}", retryable=True
-                ) from exc
+            chunk = self._read_chunk(raw, url, limit, received, declared)
             if not chunk:
                 break
             chunks.append(chunk)

@@ -142,6 +142,7 @@ def _decode(cover: _Cover, layout: Layout, held: Semaphore) -> _Cover:
     """Runs on a decode thread; drops the full-size bytes as soon as the tile exists."""
     started = time.perf_counter()
     try:
+        assert cover.data is not None  # set by the fetch that queued this decode
         cover.tile = decode_tile(cover.data, layout)
         cover.data = None
     except CoverError as error:

@@ -131,8 +131,8 @@ def _decode_open(image: Image.Image, kind: str, layout: Layout) -> Image.Image:
     if kind == "jpeg":
         orientation = _orientation(image)
         swap = orientation in _SWAPS_SIDES
-        upright = (height, width) if swap else (width, height)
-        target = _scaled_size(upright, layout)
+        shape = (height, width) if swap else (width, height)
+        target = _scaled_size(shape, layout)
         # draft keeps both sides >= the requested size, in the file's (unrotated) orientation.
         wanted = (math.ceil(target[0] * DRAFT_SLACK), math.ceil(target[1] * DRAFT_SLACK))
         image.draft("RGB", (wanted[1], wanted[0]) if swap else wanted)

@@ -42,7 +42,7 @@ class Runtime:
     state_machine_arn: str = ""
     address_guard: AddressGuard = field(default_factory=AddressGuard)
     defaults: ProcessingConfig = field(default_factory=ProcessingConfig)
-    map_settings: MapSettings = field(default_factory=MapSettings)
+    map_settings: MapSettings = field(default_factory=lambda: MapSettings())
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> Runtime:

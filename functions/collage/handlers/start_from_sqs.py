@@ -36,7 +36,7 @@ def make_handler(runtime: Runtime) -> LambdaHandler:
         sent_at = record.attributes.SentTimestamp or datetime.now(UTC)
         try:
             request = run_from_message(
-                record.messageId, record.body, sent_at, runtime.input_bucket, runtime.defaults
+                record.messageId, str(record.body), sent_at, runtime.input_bucket, runtime.defaults
             )
         except MessageError as error:
             logger.warning(
@@ -50,9 +50,10 @@ def make_handler(runtime: Runtime) -> LambdaHandler:
     @tracer.capture_lambda_handler
     @metrics.log_metrics
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-        return process_partial_response(
+        response = process_partial_response(
             event=event, record_handler=start_one, processor=processor, context=context
         )
+        return dict(response)
 
     return handler
 
