@@ -22,6 +22,10 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         error, stage = event["split_error"], "split"
     elif event.get("map_error"):
         error, stage = event["map_error"], "map"
+    elif event.get(
+        "aggregate_error"
+    ):  # RecordAggregateFailure: the report without the map's results
+        error, stage = event["aggregate_error"], "aggregate"
     summary = finish_run(
         run,
         event.get("config", {}),
