@@ -13,8 +13,6 @@ from urllib.parse import quote
 from collage import aws
 from collage.config import ProcessingConfig, config_from_dict
 from collage.engine.fetch_policy import FetchPolicy
-from collage.engine.pipeline import build_collage
-from collage.engine.render import Layout
 from collage.engine.url_guard import scrub_url
 from collage.errors import TransientError, is_transient
 from collage.naming import safe_segment
@@ -108,6 +106,11 @@ def _render_and_store(
     creator = item["creator"]
     urls: list[str] = list(item["urls"])
     lines: list[int] = list(item.get("lines") or [0] * len(urls))
+    # Imported here, not at the top: the aggregate step imports this module for
+    # failed_record and carries no Pillow.
+    from collage.engine.pipeline import build_collage
+    from collage.engine.render import Layout
+
     policy = FetchPolicy.from_config(
         config, allow_loopback=allow_loopback, allowed_host_suffixes=allowed_host_suffixes
     )
