@@ -171,3 +171,27 @@ def test_when_the_aggregate_function_cannot_report_the_state_machine_does(enforc
     report = read_json(enforced, "OutputBucket", report_key)
     assert (report["status"], report["run_id"]) == ("failed", run["id"])
     assert report["csv"] == f"s3://{enforced.names['InputBucket']}/{stem}.csv"
+
+
+def test_a_copy_needs_read_on_its_source_too(enforced):
+    from botocore.exceptions import ClientError
+
+    from collage import aws
+    from tests.support.iam import _caller
+
+    input_bucket, output_bucket = enforced.names["InputBucket"], enforced.names["OutputBucket"]
+    aws.client("s3").put_object(Bucket=input_bucket, Key="csv-files/x.csv", Body=b"x")
+    token = _caller.set("RenderFunction")  # may write collages, may not read the input bucket
+    try:
+        with pytest.raises(ClientError):
+            aws.client("s3").copy_object(
+                Bucket=output_bucket,
+                Key="s3-trigger/x.csv",
+                CopySource={"Bucket": input_bucket, "Key": "csv-files/x.csv"},
+            )
+    finally:
+        _caller.reset(token)
+    assert enforced.denied[-1][1:] == (
+        "s3:GetObject",
+        f"arn:aws:s3:::{input_bucket}/csv-files/x.csv",
+    )

@@ -16,7 +16,8 @@ state machine) may make the call. Here:
 - moto's IAM enforcement (`settings.INITIAL_NO_AUTH_ACTION_COUNT = 0`) is switched on after the
   resources exist; the test harness itself calls as an administrator user.
 
-Where moto's evaluation is weaker than AWS's (so a pass here is necessary, not sufficient):
+Where moto's evaluation is weaker than AWS's (a denial here is one AWS would give too; a pass
+does not prove what moto does not evaluate):
 - Conditions in identity policies are not evaluated (an `s3:prefix` condition allows any prefix).
 - Bucket and queue resource policies are not evaluated; only the caller's identity policies.
 - AWS managed policies (AWSLambdaBasicExecutionRole, AWSXrayWriteOnlyAccess, the SQS execution
@@ -24,8 +25,10 @@ Where moto's evaluation is weaker than AWS's (so a pass here is necessary, not s
 - moto gives Lambda and Step Functions requests no resource ARN; `_determine_resource` below
   adds it from the request, so resource-scoped grants (StartExecution on one state machine,
   InvokeFunction on one function) are checked as on AWS.
+- moto checks a CopyObject as s3:PutObject on the destination only; the check below adds
+  s3:GetObject on the copy source, as AWS does.
 - Distributed Map children run inside moto, not through StartExecution: the state machine's
-  StartExecution-on-itself grant is checked by a template test, not here.
+  StartExecution-on-itself grant is not exercised here.
 """
 
 from __future__ import annotations
@@ -79,13 +82,9 @@ class Resolver:
         }
 
     def ref(self, name: str) -> str:
+        """A bucket's or function's name, a queue's URL, the state machine's ARN."""
         if name in self.pseudo:
             return self.pseudo[name]
-        if name == STATE_MACHINE:
-            return self.stack.names[STATE_MACHINE]
-        kind = self.resources[name]["Type"]
-        if kind == "AWS::SQS::Queue":
-            return self.stack.names[name]  # the queue URL
         return self.stack.names[name]
 
     def get_att(self, name: str, attribute: str) -> str:
@@ -322,13 +321,21 @@ class EnforcedStack(LocalStack):
         check = IAMRequestBase.check_action_permitted
         denied = self.denied
 
-        def check_action_permitted(request: Any, resource: str) -> None:
-            request._action = IAM_ACTIONS.get(request._action, request._action)
+        def checked(request: Any, action: str, resource: str) -> None:
+            request._action = action
             try:
                 check(request, resource)
             except Exception:
-                denied.append((request._access_key.arn, request._action, resource))
+                denied.append((request._access_key.arn, action, resource))
                 raise
+
+        def check_action_permitted(request: Any, resource: str) -> None:
+            checked(request, IAM_ACTIONS.get(request._action, request._action), resource)
+            # A copy also reads its source, which AWS checks as s3:GetObject (moto does not).
+            source = {k.lower(): v for k, v in request._headers.items()}.get("x-amz-copy-source")
+            if source and request._action == "s3:PutObject":
+                source = unquote(source.split("?versionId=")[0].lstrip("/"))
+                checked(request, "s3:GetObject", f"arn:{PARTITION}:s3:::{source}")
 
         IAMRequestBase.check_action_permitted = check_action_permitted  # type: ignore[method-assign]
         patches.callback(setattr, IAMRequestBase, "check_action_permitted", check)
