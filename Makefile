@@ -34,10 +34,23 @@ integration: install
 e2e: install
 	$(PY) -m pytest tests/e2e
 
-lint: install
+# checkov in a venv of its own (inside .venv): it pins boto3/botocore/packaging versions that
+# would downgrade what moto and the SAM CLI need.
+CHECKOV := $(VENV)/checkov
+$(CHECKOV)/.installed: | $(STAMP)
+	python3 -m venv $(CHECKOV)
+	$(CHECKOV)/bin/python -m pip install --quiet --upgrade pip
+	$(CHECKOV)/bin/python -m pip install --quiet checkov==3.3.30
+	touch $@
+
+## lint: ruff, cfn-lint with every rule (informational and experimental too), checkov
+lint: install $(CHECKOV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/cfn-lint --include-checks I --include-experimental -- template.yaml
+	$(CHECKOV)/bin/checkov --file template.yaml --framework cloudformation --compact --quiet --skip-download
+	$(PY) scripts/permissions_table.py --check README.md
 
 format: install
 	$(VENV)/bin/ruff format .

@@ -13,8 +13,6 @@ from urllib.parse import quote
 from collage.aws import Store
 from collage.contracts import CreatorSummary, MapItem, RenderEvent, Run
 from collage.engine.fetch_policy import FetchPolicy
-from collage.engine.pipeline import build_collage
-from collage.engine.render import Layout
 from collage.engine.url_guard import AddressGuard, scrub_url
 from collage.errors import TransientError, is_transient
 from collage.naming import safe_segment
@@ -99,6 +97,11 @@ def _render_and_store(
     deadline: float | None,
 ) -> dict[str, Any]:
     item, run, config = request.item, request.run, request.config
+    # Imported here, not at the top: the aggregate step imports this module for
+    # failed_record and carries no Pillow.
+    from collage.engine.pipeline import build_collage
+    from collage.engine.render import Layout
+
     result = build_collage(
         item.urls,
         Layout.from_config(config),

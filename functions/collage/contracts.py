@@ -124,6 +124,7 @@ class AggregateEvent(StepDocument):
     split: SplitResult | None = None
     split_error: StepError | None = None
     map_error: StepError | None = None
+    aggregate_error: StepError | None = None  # RecordAggregateFailure: report without results
     map_result: dict[str, Any] | None = None  # the Distributed Map's ResultWriter details
 
     def failure(self) -> tuple[StepError | None, str | None]:
@@ -132,6 +133,8 @@ class AggregateEvent(StepDocument):
             return self.split_error, "split"
         if self.map_error:
             return self.map_error, "map"
+        if self.aggregate_error:
+            return self.aggregate_error, "aggregate"
         return None, None
 
 

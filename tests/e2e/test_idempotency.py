@@ -117,13 +117,15 @@ def test_a_restarted_run_renders_only_the_creators_without_a_result(
     local_stack, server, monkeypatch
 ):
     # First run: bob's collage cannot be stored and the CSV cannot be archived (an S3 outage
-    # that outlasts every retry), so the execution fails with the CSV still in csv-files/.
+    # that outlasts every retry), so the aggregate step fails; its catch reports the run as
+    # failed and parks the CSV in failed/.
     with fast_waits(monkeypatch), S3Faults() as s3:
         s3.add("PutObject", "/collages/bob_")
         s3.add("CopyObject", "archive/")
         _, first = run_csv(local_stack, csv_text(rows(server)), "csv-files/outage.csv")
     assert first["status"] == "FAILED"
-    assert keys(local_stack, "InputBucket", "csv-files/") == ["csv-files/outage.csv"]
+    assert keys(local_stack, "InputBucket", "csv-files/") == []
+    assert len(keys(local_stack, "InputBucket", "failed/outage_")) == 2  # the CSV, .error.json
     rendered = etags(local_stack)
     assert len(rendered) == 4 and not [k for k in rendered if "/bob_" in k]
     hits = server.hits.copy()
@@ -141,4 +143,6 @@ def test_a_restarted_run_renders_only_the_creators_without_a_result(
     report = read_json(local_stack, "OutputBucket", summary["report"].split("/", 3)[3])
     assert [r["creator"] for r in report["creators"]] == NAMES
     assert keys(local_stack, "InputBucket", "csv-files/") == []
-    assert len(keys(local_stack, "InputBucket", "archive/outage_")) == 1
+    # The restart read the CSV from failed/, where the first run's catch parked it; the
+    # aggregate step archives only the run's source key, so the CSV stays in failed/.
+    assert len(keys(local_stack, "InputBucket", "failed/outage_")) == 2

@@ -6,7 +6,9 @@ searching text), the way CloudFormation will see it.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -28,20 +30,9 @@ def template():
 
 @pytest.fixture(scope="module")
 def resources():
-    from samcli.yamlhelper import yaml_parse
-    from samtranslator.translator.transform import transform
+    from scripts.permissions_table import translated_resources
 
-    class NoManagedPolicies:  # every managed policy we use is a SAM policy template
-        def load(self):
-            return {}
-
-    template = yaml_parse((ROOT / "template.yaml").read_text())
-    # What `sam package` does before CloudFormation sees it: local paths become S3 locations.
-    template["Globals"]["Function"]["CodeUri"] = "s3://artifacts/functions.zip"
-    machine = template["Resources"]["CollageStateMachine"]["Properties"]
-    machine["DefinitionUri"] = {"Bucket": "artifacts", "Key": "collage_workflow.asl.json"}
-    translated = transform(template, {}, NoManagedPolicies())
-    return translated["Resources"]
+    return translated_resources(ROOT)
 
 
 def of_type(resources: dict, kind: str) -> dict:
@@ -56,42 +47,104 @@ def test_sam_validate_lint_passes():
     assert "is a valid SAM Template" in result.stdout + result.stderr
 
 
+FUNCTION_LAYERS = {
+    "StartFromS3Function": ["RuntimeLayer"],
+    "StartFromSqsFunction": ["RuntimeLayer"],
+    "SplitFunction": ["RuntimeLayer", "SplitEngineLayer"],
+    "RenderFunction": ["RuntimeLayer", "RenderLayer"],
+    "AggregateFunction": ["RuntimeLayer"],
+}
+MB = 1024 * 1024
+
+
+def tree_size(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and not f.is_symlink())
+
+
 @pytest.mark.slow
-def test_sam_build_packages_every_function(tmp_path):
+def test_sam_build_gives_each_function_only_its_dependencies(tmp_path):
     # Build a copy, so no build output (.aws-sam/) lands in the checkout.
     project = tmp_path / "project"
     project.mkdir()
     shutil.copy(ROOT / "template.yaml", project)
-    shutil.copytree(ROOT / "statemachine", project / "statemachine")
-    shutil.copytree(
-        ROOT / "functions", project / "functions", ignore=shutil.ignore_patterns("__pycache__")
-    )
+    for directory in ("statemachine", "functions", "layers"):
+        shutil.copytree(
+            ROOT / directory, project / directory, ignore=shutil.ignore_patterns("__pycache__")
+        )
     result = subprocess.run(
-        [SAM, "build"], cwd=project, env=ENV, capture_output=True, text=True, timeout=600
+        [SAM, "build"], cwd=project, env=ENV, capture_output=True, text=True, timeout=900
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     build = project / ".aws-sam" / "build"
-    for function in (
-        "StartFromS3Function",
-        "StartFromSqsFunction",
-        "SplitFunction",
-        "RenderFunction",
-        "AggregateFunction",
-    ):
+    layers = {
+        name: build / name / "python"
+        for name in ("RuntimeLayer", "RenderLayer", "SplitEngineLayer")
+    }
+    assert (layers["RuntimeLayer"] / "aws_lambda_powertools").is_dir()
+    assert (layers["RenderLayer"] / "PIL").is_dir() and (
+        layers["RenderLayer"] / "requests"
+    ).is_dir()
+    assert (layers["SplitEngineLayer"] / "numpy").is_dir()
+    sizes = {}
+    for function, needs in FUNCTION_LAYERS.items():
         package = build / function
         assert (package / "collage" / "handlers" / "render.py").is_file(), function
-        assert (package / "PIL").is_dir() and (package / "aws_lambda_powertools").is_dir(), function
+        # The function's own package holds the collage code only; libraries are in its layers.
+        assert not (package / "PIL").exists() and not (package / "numpy").exists(), function
+        assert not (package / "aws_lambda_powertools").exists(), function
+        carried = {p.name for layer in needs for p in layers[layer].iterdir()}
+        if function != "RenderFunction":
+            assert "PIL" not in carried and "requests" not in carried, function
+        if function != "SplitFunction":
+            assert "numpy" not in carried, function
+        code = tree_size(package)
+        total = code + sum(tree_size(layers[layer]) for layer in needs)
+        sizes[function] = (code, total)
+        # Lambda's limit for a function and its layers, unzipped, is 250 MB.
+        assert total < 250 * MB * 0.8, (function, total)
+    # The starters and the aggregate step: Powertools (with the X-Ray SDK and its botocore) only.
+    for function in ("StartFromS3Function", "StartFromSqsFunction", "AggregateFunction"):
+        assert sizes[function][1] < 50 * MB, sizes
     # The default architecture is arm64: the compiled parts must be aarch64 ELF files.
-    (imaging,) = (build / "RenderFunction" / "PIL").glob("_imaging.cpython-311-*.so")
-    (umath,) = (build / "SplitFunction" / "numpy").glob("_core/_multiarray_umath.cpython-311-*.so")
+    (imaging,) = (layers["RenderLayer"] / "PIL").glob("_imaging.cpython-311-*.so")
+    (umath,) = (layers["SplitEngineLayer"] / "numpy").glob(
+        "_core/_multiarray_umath.cpython-311-*.so"
+    )
     for binary in (imaging, umath):
         header = binary.read_bytes()[:20]
         assert header[:4] == b"\x7fELF" and int.from_bytes(header[18:20], "little") == 0xB7
-    # Lambda's limit for an unzipped package is 250 MB.
-    size = sum(f.stat().st_size for f in (build / "SplitFunction").rglob("*") if f.is_file())
-    assert size < 250 * 1024 * 1024 * 0.8, size
     built = (build / "template.yaml").read_text()
     assert "collage_workflow.asl.json" in built
+    print(
+        {
+            f: f"{code / MB:.1f} MB code, {total / MB:.1f} MB with layers"
+            for f, (code, total) in sizes.items()
+        }
+    )
+
+
+def test_no_handler_imports_a_library_its_layers_leave_out():
+    """Each handler in a fresh interpreter where the libraries outside its layers are missing."""
+    program = (
+        "import importlib, sys\n"
+        "sys.modules.update({m: None for m in sys.argv[2:]})\n"
+        "importlib.import_module(sys.argv[1])\n"
+    )
+    for handler, missing in (
+        ("start_from_s3", ["PIL", "numpy", "requests"]),
+        ("start_from_sqs", ["PIL", "numpy", "requests"]),
+        ("aggregate", ["PIL", "numpy", "requests"]),
+        ("split", ["PIL", "requests"]),
+        ("render", ["numpy"]),
+    ):
+        module = f"collage.handlers.{handler}"
+        result = subprocess.run(
+            [sys.executable, "-c", program, module, *missing],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 0, f"{module}: {result.stderr[-2000:]}"
 
 
 def test_buckets_are_private_encrypted_and_tls_only(resources):
@@ -117,16 +170,61 @@ def test_input_bucket_sends_events_to_eventbridge_and_a_rule_starts_runs(resourc
     (rule,) = rules.values()
     pattern = rule["Properties"]["EventPattern"]
     assert pattern["detail-type"] == ["Object Created"]
-    assert pattern["detail"]["object"]["key"] == [{"prefix": "csv-files/"}]
+    assert pattern["detail"]["object"]["key"] == [
+        {"wildcard": "csv-files/*.csv"},
+        {"wildcard": "csv-files/*.CSV"},
+    ]
     target = rule["Properties"]["Targets"][0]
     assert target["Arn"] == {"Fn::GetAtt": ["StartFromS3Function", "Arn"]}
     assert "DeadLetterConfig" in target and "RetryPolicy" in target
     # EventBridge may only use that dead-letter queue if the queue's policy lets it send.
     dlq = target["DeadLetterConfig"]["Arn"]
-    (policy,) = of_type(resources, "AWS::SQS::QueuePolicy").values()
+    (policy,) = [
+        p
+        for p in of_type(resources, "AWS::SQS::QueuePolicy").values()
+        if p["Properties"]["Queues"] == [{"Ref": "ProcessingDeadLetterQueue"}]
+    ]
     allow = policy["Properties"]["PolicyDocument"]["Statement"][0]
     assert allow["Principal"] == {"Service": "events.amazonaws.com"}
     assert allow["Action"] == "sqs:SendMessage" and allow["Resource"] == dlq
+    # That rule only, not any rule of the account.
+    (rule_name,) = rules
+    assert allow["Condition"] == {
+        "ArnEquals": {"aws:SourceArn": {"Fn::GetAtt": [rule_name, "Arn"]}}
+    }
+
+
+def test_the_upload_rule_matches_csv_keys_under_csv_files_only(resources):
+    from moto.events.models import EventPattern
+
+    (rule,) = of_type(resources, "AWS::Events::Rule").values()
+    pattern = json.loads(json.dumps(rule["Properties"]["EventPattern"]))
+    pattern["detail"]["bucket"]["name"] = ["input"]
+    matcher = EventPattern.load(json.dumps(pattern))
+
+    def matches(key):
+        event = {
+            "source": "aws.s3",
+            "detail-type": "Object Created",
+            "detail": {"bucket": {"name": "input"}, "object": {"key": key}},
+        }
+        return matcher.matches_event(event)
+
+    assert matches("csv-files/covers.csv") and matches("csv-files/daily/covers.CSV")
+    assert not matches("csv-files/covers.json") and not matches("csv-files/covers.csv.tmp")
+    assert not matches("archive/covers.csv") and not matches("failed/x_1.csv")
+
+
+def test_every_queue_refuses_insecure_transport(resources):
+    queues = set(of_type(resources, "AWS::SQS::Queue"))
+    tls_only = set()
+    for policy in of_type(resources, "AWS::SQS::QueuePolicy").values():
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+            if statement["Effect"] == "Deny" and statement["Condition"] == {
+                "Bool": {"aws:SecureTransport": False}
+            }:
+                tls_only |= {q["Ref"] for q in policy["Properties"]["Queues"]}
+    assert tls_only == queues
 
 
 def test_queue_has_a_dead_letter_queue_and_partial_batch_responses(resources):
@@ -158,7 +256,60 @@ def test_lifecycle_rules_expire_temp_and_tier_archives(resources):
         if r["Prefix"] == "archive/"
     )
     assert [t["StorageClass"] for t in archive["Transitions"]] == ["STANDARD_IA", "GLACIER"]
+    assert [t["TransitionInDays"] for t in archive["Transitions"]] == [
+        {"Ref": "ArchiveInfrequentAccessDays"},
+        {"Ref": "ArchiveGlacierDays"},
+    ]
     assert archive["ExpirationInDays"] == {"Ref": "ArchiveExpirationDays"}
+
+
+def test_lifecycle_days_stay_in_order_for_every_accepted_value(template):
+    """IA < Glacier < expiry whatever is deployed: the parameters' ranges do not overlap."""
+    parameters = template["Parameters"]
+    ia, glacier, expiry = (
+        parameters[name]
+        for name in ("ArchiveInfrequentAccessDays", "ArchiveGlacierDays", "ArchiveExpirationDays")
+    )
+    assert ia["MinValue"] >= 30  # S3's minimum for STANDARD_IA
+    assert ia["MaxValue"] + 30 <= glacier["MinValue"]  # 30 days in STANDARD_IA first
+    assert glacier["MaxValue"] + 90 <= expiry["MinValue"]  # Glacier's 90-day minimum
+    for parameter in (ia, glacier, expiry):
+        assert parameter["MinValue"] <= parameter["Default"] <= parameter["MaxValue"]
+
+
+def test_every_function_logs_to_a_group_with_retention(resources):
+    groups = of_type(resources, "AWS::Logs::LogGroup")
+    functions = of_type(resources, "AWS::Lambda::Function")
+    assert len(functions) == 5
+    for name, function in functions.items():
+        group = function["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
+        assert groups[group]["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}, name
+    machine_logs = resources["CollageStateMachine"]["Properties"]["LoggingConfiguration"]
+    (destination,) = machine_logs["Destinations"]
+    group = destination["CloudWatchLogsLogGroup"]["LogGroupArn"]["Fn::GetAtt"][0]
+    assert groups[group]["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+    assert len(groups) == 6
+
+
+def test_each_function_has_only_the_layers_it_needs(resources):
+    functions = of_type(resources, "AWS::Lambda::Function")
+    layers = {
+        # SAM names a layer version after the layer and a hash of its content.
+        name: sorted(
+            re.sub(r"[0-9a-f]{10}$", "", layer["Ref"])
+            for layer in function["Properties"].get("Layers", [])
+        )
+        for name, function in functions.items()
+    }
+    assert layers == {
+        "StartFromS3Function": ["RuntimeLayer"],
+        "StartFromSqsFunction": ["RuntimeLayer"],
+        "SplitFunction": ["RuntimeLayer", "SplitEngineLayer"],
+        "RenderFunction": ["RenderLayer", "RuntimeLayer"],
+        "AggregateFunction": ["RuntimeLayer"],
+    }
+    for function in functions.values():
+        assert function["Properties"]["Code"] == {"S3Bucket": "artifacts", "S3Key": "functions.zip"}
 
 
 def test_function_policies_name_only_their_prefixes(resources):
@@ -235,3 +386,21 @@ def test_settings_are_parameters_with_constraints(template):
         "DashboardUrl",
     ):
         assert name in outputs
+
+
+def test_the_readme_permissions_table_is_generated_from_the_template(resources):
+    from scripts import permissions_table
+
+    readme = (ROOT / "README.md").read_text()
+    table = permissions_table.markdown(resources)
+    assert table in readme, "run: python scripts/permissions_table.py --write README.md"
+    rows = permissions_table.rows(resources)
+    assert ("AggregateFunction", "`s3:GetObject`", "`TempBucket/map-results/*`") in rows
+    assert {who for who, _, _ in rows} == {
+        "StartFromS3Function",
+        "StartFromSqsFunction",
+        "SplitFunction",
+        "RenderFunction",
+        "AggregateFunction",
+        "CollageStateMachine",
+    }

@@ -289,6 +289,10 @@ class LocalStack:
 
         return make_client(service)
 
+    def store_for(self, logical: str) -> Any:
+        """The Store a function's handler is wired with (one for the whole stack here)."""
+        return self.store
+
     def _wire(self, name: str) -> Callable[[Any, Any], Any]:
         """The function's handler, built by its module's make_handler as Lambda would build it
         from the template's variables, but with the local SSRF policy and this stack's Store."""
@@ -301,7 +305,9 @@ class LocalStack:
         base = Runtime.from_environment(env)
         suffixes = base.address_guard.allowed_host_suffixes
         runtime = replace(
-            base, store=self.store, address_guard=local_guard(self.allow_loopback, suffixes)
+            base,
+            store=self.store_for(spec["logical"]),
+            address_guard=local_guard(self.allow_loopback, suffixes),
         )
         handler = import_module(module_name).make_handler(runtime)
         self._handlers[name] = handler
