@@ -81,6 +81,9 @@ def test_sam_build_gives_each_function_only_its_dependencies(tmp_path):
         for name in ("RuntimeLayer", "RenderLayer", "SplitEngineLayer")
     }
     assert (layers["RuntimeLayer"] / "aws_lambda_powertools").is_dir()
+    assert (layers["RuntimeLayer"] / "pydantic").is_dir()  # the step contracts
+    for layer in layers.values():
+        assert not {p.name for p in layer.iterdir()} & {"moto", "sqlalchemy", "samcli"}
     assert (layers["RenderLayer"] / "PIL").is_dir() and (
         layers["RenderLayer"] / "requests"
     ).is_dir()
@@ -92,6 +95,10 @@ def test_sam_build_gives_each_function_only_its_dependencies(tmp_path):
         # The function's own package holds the collage code only; libraries are in its layers.
         assert not (package / "PIL").exists() and not (package / "numpy").exists(), function
         assert not (package / "aws_lambda_powertools").exists(), function
+        # Only the deployed package: no local tools, emulator or CLI, none of their libraries.
+        shipped = {p.name for p in package.iterdir()}
+        assert not shipped & {"collage_tools", "moto", "sqlalchemy", "samcli", "tools"}, function
+        assert not list(package.rglob("emulator.py")) and not list(package.rglob("cli.py"))
         carried = {p.name for layer in needs for p in layers[layer].iterdir()}
         if function != "RenderFunction":
             assert "PIL" not in carried and "requests" not in carried, function
@@ -110,7 +117,8 @@ def test_sam_build_gives_each_function_only_its_dependencies(tmp_path):
     (umath,) = (layers["SplitEngineLayer"] / "numpy").glob(
         "_core/_multiarray_umath.cpython-311-*.so"
     )
-    for binary in (imaging, umath):
+    (core,) = (layers["RuntimeLayer"] / "pydantic_core").glob("_pydantic_core.cpython-311-*.so")
+    for binary in (imaging, umath, core):
         header = binary.read_bytes()[:20]
         assert header[:4] == b"\x7fELF" and int.from_bytes(header[18:20], "little") == 0xB7
     built = (build / "template.yaml").read_text()
@@ -126,10 +134,15 @@ def test_sam_build_gives_each_function_only_its_dependencies(tmp_path):
 def test_no_handler_imports_a_library_its_layers_leave_out():
     """Each handler in a fresh interpreter where the libraries outside its layers are missing."""
     program = (
-        "import importlib, sys\n"
+        "import importlib, sys, time\n"
         "sys.modules.update({m: None for m in sys.argv[2:]})\n"
+        "started = time.perf_counter()\n"
         "importlib.import_module(sys.argv[1])\n"
+        "print(f'{(time.perf_counter() - started) * 1000:.0f}')\n"
     )
+    # Nothing deployed imports the local tools or what only they need.
+    tools = ["collage_tools", "moto", "sqlalchemy", "pymysql", "samcli"]
+    cold = {}
     for handler, missing in (
         ("start_from_s3", ["PIL", "numpy", "requests"]),
         ("start_from_sqs", ["PIL", "numpy", "requests"]),
@@ -139,12 +152,14 @@ def test_no_handler_imports_a_library_its_layers_leave_out():
     ):
         module = f"collage.handlers.{handler}"
         result = subprocess.run(
-            [sys.executable, "-c", program, module, *missing],
+            [sys.executable, "-c", program, module, *missing, *tools],
             capture_output=True,
             text=True,
             timeout=60,
         )
         assert result.returncode == 0, f"{module}: {result.stderr[-2000:]}"
+        cold[handler] = f"{result.stdout.strip()} ms"
+    print("cold import of each handler (fresh interpreter, this machine):", cold)
 
 
 def test_buckets_are_private_encrypted_and_tls_only(resources):
