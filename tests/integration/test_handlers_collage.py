@@ -137,12 +137,12 @@ def test_a_malformed_map_item_is_refused_at_the_handler_edge(buckets, server):
 
 
 def test_an_unexpected_error_becomes_a_failure_record_not_a_crash(buckets, server, monkeypatch):
-    import collage.collage_task
+    import collage.engine.pipeline  # the task imports build_collage from here when it runs
 
     def broken(*args, **kwargs):
         raise TypeError("'NoneType' object is not iterable")
 
-    monkeypatch.setattr(collage.collage_task, "build_collage", broken)
+    monkeypatch.setattr(collage.engine.pipeline, "build_collage", broken)
     record = render(buckets, item(server))
 
     assert record["status"] == "failed" and record["error"].startswith("TypeError: ")
