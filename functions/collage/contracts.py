@@ -15,8 +15,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from collage.config import MAX_URL_LENGTH, ProcessingConfig
+from collage.config import MAX_URL_LENGTH, ProcessingConfig, load_constraints
 from collage.validation import describe
+
+load_constraints()  # before the models below read ProcessingConfig's annotations
 
 
 class StepDocument(BaseModel):
