@@ -87,6 +87,7 @@ class LocalStack:
         self._saved_invoke: Any = None
         self.functions: dict[str, dict[str, Any]] = {}  # function name -> spec
         self._handlers: dict[str, Callable[[Any, Any], Any]] = {}  # function name -> handler
+        self._clients: dict[str, Any] = {}  # service -> client (sqs, lambda, iam)
         self.names: dict[str, str] = {}  # logical id -> physical name / ARN / URL
 
     # ------------------------------------------------------------------ set-up
@@ -285,9 +286,12 @@ class LocalStack:
             }
 
     def client(self, service: str) -> Any:
+        """One client per service for this stack (made under the mock, reused by every call)."""
         from collage.aws import make_client
 
-        return make_client(service)
+        if service not in self._clients:
+            self._clients[service] = make_client(service)
+        return self._clients[service]
 
     def store_for(self, logical: str) -> Any:
         """The Store a function's handler is wired with (one for the whole stack here)."""
