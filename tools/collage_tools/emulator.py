@@ -53,7 +53,7 @@ def project_root() -> Path:
     for parent in here.parents:
         if (parent / "template.yaml").is_file() and (parent / "statemachine").is_dir():
             return parent
-    raise FileNotFoundError("template.yaml not found above collage/: run from a checkout")
+    raise FileNotFoundError("template.yaml not found above collage_tools/: run from a checkout")
 
 
 class LambdaContext:
