@@ -52,7 +52,7 @@ def test_a_hostile_csv_reports_each_bad_row_by_line_and_renders_the_rest(local_s
         b"\xef\xbb\xbfcover_url,notes,creator_name,extra",  # 1: BOM, reordered, no updated_at
         urls[0] + b',"hello, world",alice,x',  # 2: quoted comma
         b"",  # 3: blank
-        urls[1] + b',"two\r\nline note",alice,',  # 4-5: quoted newline
+        urls[1] + b',"two\r\nline note",alice,',  # 4-5: a quote not closed on its line
         urls[2] + b',,"bob, the builder"',  # 6: quoted comma in the name
         urls[0] + b",again,alice,y",  # 7: duplicate of line 2
         b"not-a-url,,carol,",  # 8
@@ -64,7 +64,7 @@ def test_a_hostile_csv_reports_each_bad_row_by_line_and_renders_the_rest(local_s
         b"   ",  # 14: whitespace only
         urls[5] + b",,eve",  # 15: fewer fields than the header, still enough
         urls[5],  # 16: too few fields
-        urls[6] + b',"' + b"z" * 70_000 + b'",fay,',  # 17: a field over the 64 KiB limit
+        urls[6] + b',"' + b"z" * 1_100_000 + b'",fay,',  # 17: a line over the 1 MiB limit
         urls[6] + b",,fay,",  # 18: and the file goes on
     ]
     data = b"\r\n".join(lines) + b"\r\n"
@@ -76,6 +76,8 @@ def test_a_hostile_csv_reports_each_bad_row_by_line_and_renders_the_rest(local_s
     report = report_of(local_stack, described)
     issues = [(i["line"], i["severity"]) for i in report["row_issues"]]
     assert issues == [
+        (4, "error"),
+        (5, "error"),
         (7, "warning"),
         (8, "error"),
         (9, "error"),
@@ -94,8 +96,10 @@ def test_a_hostile_csv_reports_each_bad_row_by_line_and_renders_the_rest(local_s
     assert "cover_url longer than" in messages[12]
     assert "missing creator_name" in messages[13]
     assert "fields" in messages[16]
-    assert "malformed CSV record" in messages[17] and "field larger" in messages[17]
-    assert report["totals"]["rows"] == {"used": 5, "rejected": 8, "warnings": 1}
+    assert messages[4] == "malformed CSV record: a quoted field is not closed on its line"
+    assert messages[5] == "missing creator_name"  # the line after it is read on its own
+    assert messages[17] == "line longer than 1,048,576 bytes"
+    assert report["totals"]["rows"] == {"used": 4, "rejected": 10, "warnings": 1}
     records = {r["creator"]: r for r in report["creators"]}
     assert {name: r["status"] for name, r in records.items()} == {
         "alice": "ok",
@@ -103,7 +107,7 @@ def test_a_hostile_csv_reports_each_bad_row_by_line_and_renders_the_rest(local_s
         "eve": "ok",
         "fay": "ok",
     }
-    assert records["alice"]["covers"] == 2  # both rows, the quoted newline did not split one
+    assert records["alice"]["covers"] == 1  # line 2; line 4 never swallowed the lines after it
     assert len([k for k in keys(local_stack, "OutputBucket") if k.endswith(".jpg")]) == 4
     (archived,) = keys(local_stack, "InputBucket", "archive/")
     assert read(local_stack, "InputBucket", archived) == data  # archived byte for byte
@@ -148,7 +152,7 @@ def test_hostile_creator_names_get_safe_distinct_keys_under_the_run_prefix(local
         "..",
         "/etc/passwd",
         "tab\there\x07bell",
-        "line\nbreak",
+        "bidi\u202eevil",
         "n" * 500,
         "n" * 499 + "m",
         "玲奈 さくら",

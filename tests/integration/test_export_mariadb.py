@@ -14,10 +14,10 @@ import pymysql
 import pytest
 import sqlalchemy as sa
 
-from collage.csv_input import read_rows
 from collage_tools import dbexport
 from tests.support import mariadb
 from tests.support.export import export, read_csv
+from tests.support.reference_csv import read_rows
 
 ROOT = Path(__file__).resolve().parents[2]
 

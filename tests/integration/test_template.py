@@ -87,13 +87,13 @@ def test_sam_build_gives_each_function_only_its_dependencies(tmp_path):
     assert (layers["RenderLayer"] / "PIL").is_dir() and (
         layers["RenderLayer"] / "requests"
     ).is_dir()
-    assert (layers["SplitEngineLayer"] / "numpy").is_dir()
+    assert (layers["SplitEngineLayer"] / "pyarrow").is_dir()
     sizes = {}
     for function, needs in FUNCTION_LAYERS.items():
         package = build / function
         assert (package / "collage" / "handlers" / "render.py").is_file(), function
         # The function's own package holds the collage code only; libraries are in its layers.
-        assert not (package / "PIL").exists() and not (package / "numpy").exists(), function
+        assert not (package / "PIL").exists() and not (package / "pyarrow").exists(), function
         assert not (package / "aws_lambda_powertools").exists(), function
         # Only the deployed package: no local tools, emulator or CLI, none of their libraries.
         shipped = {p.name for p in package.iterdir()}
@@ -103,7 +103,7 @@ def test_sam_build_gives_each_function_only_its_dependencies(tmp_path):
         if function != "RenderFunction":
             assert "PIL" not in carried and "requests" not in carried, function
         if function != "SplitFunction":
-            assert "numpy" not in carried, function
+            assert "pyarrow" not in carried, function
         code = tree_size(package)
         total = code + sum(tree_size(layers[layer]) for layer in needs)
         sizes[function] = (code, total)
@@ -114,11 +114,9 @@ def test_sam_build_gives_each_function_only_its_dependencies(tmp_path):
         assert sizes[function][1] < 50 * MB, sizes
     # The default architecture is arm64: the compiled parts must be aarch64 ELF files.
     (imaging,) = (layers["RenderLayer"] / "PIL").glob("_imaging.cpython-311-*.so")
-    (umath,) = (layers["SplitEngineLayer"] / "numpy").glob(
-        "_core/_multiarray_umath.cpython-311-*.so"
-    )
+    (arrow,) = (layers["SplitEngineLayer"] / "pyarrow").glob("lib.cpython-311-*.so")
     (core,) = (layers["RuntimeLayer"] / "pydantic_core").glob("_pydantic_core.cpython-311-*.so")
-    for binary in (imaging, umath, core):
+    for binary in (imaging, arrow, core):
         header = binary.read_bytes()[:20]
         assert header[:4] == b"\x7fELF" and int.from_bytes(header[18:20], "little") == 0xB7
     built = (build / "template.yaml").read_text()
@@ -144,11 +142,11 @@ def test_no_handler_imports_a_library_its_layers_leave_out():
     tools = ["collage_tools", "moto", "sqlalchemy", "pymysql", "samcli"]
     cold = {}
     for handler, missing in (
-        ("start_from_s3", ["PIL", "numpy", "requests"]),
-        ("start_from_sqs", ["PIL", "numpy", "requests"]),
-        ("aggregate", ["PIL", "numpy", "requests"]),
+        ("start_from_s3", ["PIL", "pyarrow", "requests"]),
+        ("start_from_sqs", ["PIL", "pyarrow", "requests"]),
+        ("aggregate", ["PIL", "pyarrow", "requests"]),
         ("split", ["PIL", "requests"]),
-        ("render", ["numpy"]),
+        ("render", ["pyarrow"]),
     ):
         module = f"collage.handlers.{handler}"
         result = subprocess.run(

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from collage.csv_input import read_rows
 from collage_tools import dbexport
 from collage_tools.commands import export_urls
 from tests.support.export import export, read_csv
+from tests.support.reference_csv import read_rows
 
 ROWS = [
     # creator, url, updated_at (as stored by an app writing SQLite text)
@@ -71,15 +71,17 @@ def test_table_export_writes_the_workflow_csv(db_url, tmp_path, capsys):
     assert read_csv(out)[1:] == [
         ['bob, "the builder"', "https://cdn.example/b1.jpg", "2024-01-01"],
         ['bob, "the builder"', "https://cdn.example/b1.jpg", "2024-01-01"],
-        ["line\nbreak", "https://cdn.example/n1.jpg", "2024-03-03T03:03:03"],
         ["zoë", "https://cdn.example/z2.jpg", "2024-05-02T10:00:00"],
         ["zoë", "https://cdn.example/z1.jpg", "2024-05-01T10:00:00"],
         ["مرحبا", "https://cdn.example/a1.jpg", ""],
         ["東京の猫 🐱", "https://cdn.example/t1.jpg?x=1,2", "2024-04-30T23:59:59+00:00"],
     ]
     err = capsys.readouterr().err
-    assert "wrote 7 rows" in err
-    assert "skipped 3 rows (2 NULL or blank creator, 1 NULL or blank URL)" in err
+    assert "wrote 6 rows" in err
+    assert (
+        "skipped 4 rows (2 NULL or blank creator, 1 a line break in a value, 1 NULL or blank URL)"
+        in err
+    )
     assert err.count("\n") == 1  # not a terminal: only the summary line
 
 
@@ -91,7 +93,7 @@ def test_export_round_trips_through_the_workflow_reader(db_url, tmp_path):
     # The reader keeps the first of the duplicate pair and warns about the second; nothing else.
     assert [(i.severity, "duplicate" in i.message) for i in issues] == [("warning", True)]
     assert rows == [exported[0], *exported[2:]]
-    assert len(rows) == 6
+    assert len(rows) == 5
 
 
 def test_since_filters_with_inclusive_bound_across_sqlite_spellings(db_url, tmp_path):
@@ -281,7 +283,7 @@ def test_url_and_password_from_the_environment(db_url, tmp_path, monkeypatch):
     assert export("--db-env", "SOURCE_DB", "--table", "covers", "-o", str(out)) == 0
     monkeypatch.setenv("COLLAGE_DB_URL", db_url)
     assert export("--table", "covers", "-o", str(out)) == 0
-    assert len(read_csv(out)) == 8
+    assert len(read_csv(out)) == 7
 
     env = {
         "COLLAGE_DB_URL": "mysql+pymysql://reader@db.internal/app",
@@ -362,8 +364,8 @@ def test_progress_lines_every_n_rows(db_url, tmp_path, capsys):
     lines = capsys.readouterr().err.splitlines()
     # batches of 2 rows from the server; NULL/blank creators (sorted first) are not written
     counts = [line.split(" rows written")[0].rsplit(" ", 1)[1] for line in lines[:-1]]
-    assert counts == ["2", "5", "7"]
-    assert "wrote 7 rows" in lines[-1]
+    assert counts == ["2", "4", "6"]
+    assert "wrote 6 rows" in lines[-1]
     assert export(*argv, "--progress", "never") == 0
     assert len(capsys.readouterr().err.splitlines()) == 1
 
@@ -427,7 +429,7 @@ def test_the_collage_command_as_a_process(db_url, tmp_path):
     out = tmp_path / "covers.csv"
     done = collage("--db", db_url, "--table", "covers", "-o", str(out))
     assert (done.returncode, done.stdout) == (0, "")
-    assert len(read_csv(out)) == 8
+    assert len(read_csv(out)) == 7
     # (a URL that fails to parse: nothing is resolved or contacted)
     bad = "mysql+pymysql://u:pw-secret@host:notaport/db"
     done = collage("--db", bad, "--table", "covers", "-o", str(out))

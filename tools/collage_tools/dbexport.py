@@ -37,6 +37,7 @@ DEFAULT_BATCH = 5000
 SKIP_NO_CREATOR = "NULL or blank creator"
 SKIP_NO_URL = "NULL or blank URL"
 SKIP_NOT_UTF8 = "bytes that are not UTF-8"
+SKIP_LINE_BREAK = "a line break in a value"  # the workflow reads one row a line
 
 
 class ExportError(Exception):
@@ -381,7 +382,11 @@ def _text(value: object, stats: ExportStats) -> str | None:
         except UnicodeDecodeError:
             stats.skipped[SKIP_NOT_UTF8] += 1
             return None
-    return "" if value is None else str(value).strip()
+    text = "" if value is None else str(value).strip()
+    if "\n" in text or "\r" in text:
+        stats.skipped[SKIP_LINE_BREAK] += 1
+        return None
+    return text
 
 
 def format_updated(value: object) -> str | None:
