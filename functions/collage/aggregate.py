@@ -8,12 +8,15 @@ with an error report beside it; otherwise the CSV goes to `archive/`.
 
 from __future__ import annotations
 
+import io
 import json
+import tempfile
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import Any
+from itertools import islice
+from typing import IO, Any
 
 from collage.aws import Store
 from collage.collage_task import failed_record
@@ -22,6 +25,7 @@ from collage.errors import retried_when_transient
 from collage.runs import ARCHIVE_PREFIX, FAILED_PREFIX, parked_key
 
 READ_WORKERS = 32  # result records are small: many in flight keeps a 50k-creator run quick
+WINDOW = 1024  # creators whose records are read before they are written out
 
 
 def report_key(run: Run) -> str:
@@ -69,51 +73,69 @@ def map_failures(store: Store, map_result: Mapping[str, Any] | None) -> dict[str
     return reasons
 
 
-def collect_results(
+def creator_records(
     store: Store,
     temp_bucket: str,
     run: Run,
     missing_reason: str,
     map_result: Mapping[str, Any] | None = None,
-) -> list[dict[str, Any]]:
-    """One record per expected creator, in CSV order; a creator without a result record is
-    failed with the reason its map child failed (when known) or `missing_reason`."""
-    expected = store.get_json(temp_bucket, f"{run.temp_prefix}expected.json") or []
+) -> Iterator[dict[str, Any]]:
+    """One record per creator the split listed, in CSV order, read WINDOW at a time (memory
+    stays at a window however many creators); a creator without a result record is failed
+    with the reason its map child failed (when known) or `missing_reason`."""
+    lines = store.iter_lines(temp_bucket, f"{run.temp_prefix}creators.jsonl")
+    reasons: dict[str, str] | None = None
 
     def load(entry: list[str]) -> dict[str, Any] | None:
         return store.get_json(temp_bucket, f"{run.temp_prefix}results/{entry[1]}.json")
 
     with ThreadPoolExecutor(READ_WORKERS) as pool:
-        records = list(pool.map(load, expected))
-    reasons = map_failures(store, map_result) if None in records else {}
-    return [
-        record or failed_record(creator, name, reasons.get(name, missing_reason))
-        for (creator, name), record in zip(expected, records, strict=True)
-    ]
+        while window := [json.loads(line) for line in islice(lines, WINDOW)]:
+            for (creator, name), record in zip(window, pool.map(load, window), strict=True):
+                if record is None and reasons is None:
+                    reasons = map_failures(store, map_result)
+                yield record or failed_record(
+                    creator, name, (reasons or {}).get(name, missing_reason)
+                )
 
 
-def totals(records: Sequence[Mapping[str, Any]], split: SplitResult | None) -> dict[str, Any]:
-    statuses = Counter(record["status"] for record in records)
-    return {
-        "creators": {
-            "total": len(records),
-            "succeeded": statuses["ok"],
-            "partial": statuses["partial"],
-            "failed": statuses["failed"],
-        },
-        "covers": {
-            "downloaded": sum(r.get("covers_ok", 0) for r in records),
-            "failed": sum(r.get("covers_failed", 0) for r in records),
-            "cut": sum(r.get("covers_cut", 0) for r in records),
-            "bytes": sum(r.get("bytes_downloaded", 0) for r in records),
-        },
-        "collages": sum(len(r.get("collages", [])) for r in records),
-        "rows": {
-            "used": split.rows if split else 0,
-            "rejected": split.rows_rejected if split else 0,
-            "warnings": split.row_warnings if split else 0,
-        },
-    }
+class Totals:
+    """The report's totals, counted record by record."""
+
+    def __init__(self, split: SplitResult | None) -> None:
+        self.split = split
+        self.statuses: Counter[str] = Counter()
+        self.covers: Counter[str] = Counter()
+        self.collages = 0
+
+    def add(self, record: Mapping[str, Any]) -> None:
+        self.statuses[record["status"]] += 1
+        for field in ("covers_ok", "covers_failed", "covers_cut", "bytes_downloaded"):
+            self.covers[field] += record.get(field, 0)
+        self.collages += len(record.get("collages", []))
+
+    def to_dict(self) -> dict[str, Any]:
+        split, statuses, covers = self.split, self.statuses, self.covers
+        return {
+            "creators": {
+                "total": statuses.total(),
+                "succeeded": statuses["ok"],
+                "partial": statuses["partial"],
+                "failed": statuses["failed"],
+            },
+            "covers": {
+                "downloaded": covers["covers_ok"],
+                "failed": covers["covers_failed"],
+                "cut": covers["covers_cut"],
+                "bytes": covers["bytes_downloaded"],
+            },
+            "collages": self.collages,
+            "rows": {
+                "used": split.rows if split else 0,
+                "rejected": split.rows_rejected if split else 0,
+                "warnings": split.row_warnings if split else 0,
+            },
+        }
 
 
 @retried_when_transient
@@ -132,10 +154,31 @@ def finish_run(
     Raises TransientError when S3 is failing (the state machine retries the step).
     """
     run, split = request.run, request.split
+    totals = Totals(split)
+    with tempfile.TemporaryFile() as creators:  # the records, written as they are read
+        if split:
+            reason = describe_error(request.failure()[0])
+            missing = reason or "the collage task did not record a result"
+            for record in creator_records(store, temp_bucket, run, missing, request.map_result):
+                creators.write(b",\n" if totals.statuses else b"\n")
+                creators.write(json.dumps(record, ensure_ascii=False, default=str).encode())
+                totals.add(record)
+        creators.seek(0)
+        return _report(request, totals, creators, store, input_bucket, output_bucket, temp_bucket)
+
+
+def _report(
+    request: AggregateEvent,
+    totals: Totals,
+    creators: IO[bytes],
+    store: Store,
+    input_bucket: str,
+    output_bucket: str,
+    temp_bucket: str,
+) -> dict[str, Any]:
+    run, split = request.run, request.split
     error, failed_stage = request.failure()
     reason = describe_error(error)
-    missing = reason or "the collage task did not record a result"
-    records = collect_results(store, temp_bucket, run, missing, request.map_result) if split else []
     row_issues = store.get_json(temp_bucket, f"{run.temp_prefix}row-issues.json") or []
     unlisted = split.row_issues_unlisted if split else 0
     all_issues = None
@@ -144,7 +187,7 @@ def finish_run(
         source = f"{run.temp_prefix}row-issues.jsonl"
         store.copy_object(temp_bucket, source, output_bucket, all_issues)
     status = "failed" if error else "succeeded"
-    run_totals = totals(records, split)
+    run_totals = totals.to_dict()
     problems = (
         run_totals["creators"]["failed"]
         + run_totals["covers"]["failed"]
@@ -171,10 +214,11 @@ def finish_run(
         "row_issues": row_issues,  # by line; the first ones when there are very many
         "row_issues_unlisted": unlisted,
         "row_issues_all": f"s3://{output_bucket}/{all_issues}" if all_issues else None,
-        "creators": records,
     }
     key = report_key(run)
-    store.put_json(output_bucket, key, report)
+    head = json.dumps(report, ensure_ascii=False, indent=1, default=str)[: -len("\n}")]
+    parts = [io.BytesIO(f'{head},\n "creators": ['.encode()), creators, io.BytesIO(b"\n]}\n")]
+    store.upload_stream(parts, output_bucket, key, "application/json")
     if error:
         store.put_json(input_bucket, parked[: -len(".csv")] + ".error.json", report["error"])
 

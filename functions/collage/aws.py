@@ -9,7 +9,9 @@ slows tasks down instead of failing them.
 
 from __future__ import annotations
 
+import io
 import json
+from collections.abc import Iterator
 from functools import cached_property
 from typing import IO, TYPE_CHECKING, Any
 
@@ -93,6 +95,19 @@ class Store:
         """Multipart upload for large files (the split's item list, an exported CSV)."""
         self.s3.upload_file(path, bucket, key, ExtraArgs={"ContentType": content_type})
 
+    def upload_stream(
+        self, parts: list[IO[bytes]], bucket: str, key: str, content_type: str
+    ) -> None:
+        """The parts, one after another, as one object: uploaded in parts, never held whole."""
+        stream = io.BufferedReader(_Chain(parts))
+        self.s3.upload_fileobj(stream, bucket, key, ExtraArgs={"ContentType": content_type})
+
+    def iter_lines(self, bucket: str, key: str) -> Iterator[bytes]:
+        """The object's non-empty lines, streamed."""
+        body = self.s3.get_object(Bucket=bucket, Key=key)["Body"]
+        with body:
+            yield from filter(None, body.iter_lines())
+
     def list_keys(self, bucket: str, prefix: str) -> list[str]:
         paginator = self.s3.get_paginator("list_objects_v2")
         return [
@@ -127,3 +142,21 @@ class Store:
             arn = state_machine_arn.replace(":stateMachine:", ":execution:") + ":" + name
             return {"executionArn": arn, "started": False}
         return {"executionArn": response["executionArn"], "started": True}
+
+
+class _Chain(io.RawIOBase):
+    """Readable files, one after another, as one."""
+
+    def __init__(self, parts: list[IO[bytes]]) -> None:
+        self.parts = list(parts)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while self.parts:
+            count = self.parts[0].readinto(buffer)  # type: ignore[attr-defined]
+            if count:
+                return count
+            self.parts.pop(0)
+        return 0

@@ -89,7 +89,6 @@ class SplitSummary:
     # The issues with the lowest line numbers, in line order, at most SplitLimits.listed_issues
     # (a CSV whose every row has a bad date would otherwise hold millions); on_issue sees all.
     issues: list[RowIssue] = field(default_factory=list)
-    expected: list[tuple[str, str]] = field(default_factory=list)  # (creator, key name)
     rows_rejected: int = 0  # issues of severity "error", listed or not
     row_warnings: int = 0
 
@@ -132,10 +131,12 @@ def split_csv(
     max_images: int,
     on_issue: Callable[[RowIssue], None] | None = None,
     *,
+    creators_out: IO[bytes] | None = None,
     spill_dir: str | None = None,
     limits: SplitLimits = SplitLimits(),
 ) -> SplitSummary:
-    """Read the CSV from `raw`, write the JSON array of creator items to `out`.
+    """Read the CSV from `raw`, write the JSON array of creator items to `out`, and to
+    `creators_out` a JSON line `[creator, key name]` for each item (the aggregator's list).
 
     `on_issue` sees each row issue as it is found; `summary.issues` lists the first
     `limits.listed_issues` of them in line order and counts them all. Raises CsvFileError when
@@ -170,9 +171,10 @@ def split_csv(
                 report(issue)
             out.write(b",\n" if summary.creators else b"")
             out.write(_joined(part.items, ",\n"))
-            summary.expected += part.pairs
+            if creators_out is not None:
+                creators_out.write(_joined(part.creators, "\n").to_pybytes() + b"\n")
             summary.rows, summary.covers = summary.rows + part.rows, summary.covers + part.covers
-            summary.creators += len(part.pairs)
+            summary.creators += len(part.items)
         out.write(b"]\n")
     summary.trim_issues(listed)
     return summary
@@ -431,7 +433,7 @@ class _Part:
     """One partition's items (JSON, one a creator) and what the summary needs of them."""
 
     items: pa.Array
-    pairs: list[tuple[str, str]]  # (creator, key name)
+    creators: pa.Array  # `[creator, key name]` of each, as JSON
     rows: int  # usable rows, repeats left out
     covers: int
     repeats: list[RowIssue]
@@ -441,9 +443,8 @@ def _part(table: pa.Table, names: list[str], first: int, max_images: int) -> _Pa
     """Pass 2 for one partition (two run at once): dedupe, order, cut, JSON."""
     table, repeats = _without_repeats(table, names, first)
     table = table.sort_by([("id", "ascending"), ("key", "descending"), ("line", "ascending")])
-    ends = pc.run_end_encode(table["id"].combine_chunks()).run_ends.cast(
-        pa.int64()
-    )  # one run a creator
+    ids = table["id"].combine_chunks()
+    ends = pc.run_end_encode(ids).run_ends.cast(pa.int64())  # one run a creator
     starts = pa.concat_arrays([pa.array([0], pa.int64()), ends[:-1]])
     place = pc.run_end_decode(pa.RunEndEncodedArray.from_arrays(ends, starts))
     kept = table.filter(pc.less(pc.subtract(_counting(table.num_rows), place), max_images))
@@ -451,14 +452,15 @@ def _part(table: pa.Table, names: list[str], first: int, max_images: int) -> _Pa
     shown = pc.min_element_wise(counts, max_images)
     offsets = pa.concat_arrays([pa.array([0], pa.int64()), pc.cumulative_sum(shown)])
     urls = pc.replace_substring(pc.replace_substring(kept["url"], "\\", "\\\\"), '"', '\\"')
-    keys = [safe_segment(name) for name in names]
+    names_json, keys_json = _json(names), _json([safe_segment(name) for name in names])
     items = pc.binary_join_element_wise(
-        '{"creator":', _json(names), ',"name":', _json(keys),
+        '{"creator":', names_json, ',"name":', keys_json,
         ',"urls":["', _joined_lists(offsets, urls, '","'),
         '"],"lines":[', _joined_lists(offsets, kept["line"].cast(pa.string()), ","),
         '],"cut":', pc.subtract(counts, shown).cast(pa.string()), "}", "",
     )  # fmt: skip
-    return _Part(items, list(zip(names, keys, strict=True)), table.num_rows, kept.num_rows, repeats)
+    creators = pc.binary_join_element_wise("[", names_json, ",", keys_json, "]", "")
+    return _Part(items, creators, table.num_rows, kept.num_rows, repeats)
 
 
 def _json(texts: list[str]) -> pa.Array:

@@ -2,7 +2,8 @@
 
 Writes into the run's temp area:
 - `items.json`: the Distributed Map's item source (one item per creator);
-- `expected.json`: `[creator, name]` pairs, so the aggregator can name creators without results;
+- `creators.jsonl`: a `[creator, name]` line per item, so the aggregator can stream the creators
+  and name those without results;
 - `row-issues.json`: the rejected rows and warnings with the lowest line numbers (10,000 at
   most), and, when there are more, `row-issues.jsonl`: every one, a JSON object a line.
 """
@@ -85,20 +86,25 @@ def _split(
     body = _open_csv(run, store)
     # The items can be hundreds of MB for a month's CSV, and the issues as many as the rows:
     # both are spooled to /tmp, then uploaded (in parts).
-    with _spool(".json") as items, _spool(".jsonl") as issues:
+    with _spool(".json") as items, _spool(".jsonl") as creators, _spool(".jsonl") as issues:
 
         def keep(issue: RowIssue) -> None:
             issues.write(json.dumps(issue.to_dict(), ensure_ascii=False).encode() + b"\n")
 
         with body:
-            summary = split_csv(body, items, settings.max_images_per_creator, keep, limits=limits)
-        items.close()
-        issues.close()
+            summary = split_csv(
+                body, items, settings.max_images_per_creator, keep, creators_out=creators,
+                limits=limits,
+            )  # fmt: skip
+        for spooled in (items, creators, issues):
+            spooled.close()
         store.upload_file(items.name, temp_bucket, items_key, "application/json")
+        store.upload_file(
+            creators.name, temp_bucket, f"{prefix}creators.jsonl", "application/x-ndjson"
+        )
         if summary.issues_unlisted:
             store.upload_file(
                 issues.name, temp_bucket, f"{prefix}row-issues.jsonl", "application/x-ndjson"
             )
-    store.put_json(temp_bucket, f"{prefix}expected.json", summary.expected)
     store.put_json(temp_bucket, f"{prefix}row-issues.json", [i.to_dict() for i in summary.issues])
     return {"items_key": items_key, **summary.to_dict()}

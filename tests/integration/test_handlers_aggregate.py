@@ -51,8 +51,8 @@ def buckets(monkeypatch) -> Iterator[dict[str, str]]:
             names["input"], RUN["source_key"], b"creator_name,cover_url\n", "text/csv"
         )
         temp = RUN["temp_prefix"]
-        expected = [["alice", "alice"], ["bob", "bob"], ["a/b", "a_b-1234abcd"]]
-        names.store.put_json(names["temp"], f"{temp}expected.json", expected)
+        creators = b'["alice","alice"]\n["bob","bob"]\n["a/b","a_b-1234abcd"]\n'
+        names.store.put_bytes(names["temp"], f"{temp}creators.jsonl", creators, "text/plain")
         issue = {"line": 4, "severity": "warning", "creator": "x", "message": "duplicate"}
         names.store.put_json(names["temp"], f"{temp}row-issues.json", [issue])
         yield names

@@ -91,8 +91,10 @@ def test_items_expected_and_row_issues_are_written(buckets):
             "cut": 0,
         },
     ]
-    expected = buckets.store.get_json(buckets["temp"], "runs/covers-0123456789/expected.json")
-    assert expected == [["alice", "alice"], ["a/b", safe_segment("a/b")]]
+    creators = buckets.store.iter_lines(buckets["temp"], "runs/covers-0123456789/creators.jsonl")
+    assert [json.loads(line) for line in creators] == [
+        ["alice", "alice"], ["a/b", safe_segment("a/b")]
+    ]  # fmt: skip
     issues = buckets.store.get_json(buckets["temp"], "runs/covers-0123456789/row-issues.json")
     assert [(i["line"], i["severity"]) for i in issues] == [(5, "error"), (7, "warning")]
     assert "scheme" in issues[0]["message"] and "line 2" in issues[1]["message"]
@@ -119,7 +121,7 @@ def test_issues_past_the_listed_ones_are_all_kept_and_reach_the_report(buckets):
     listed = buckets.store.get_json(buckets["temp"], "runs/covers-0123456789/row-issues.json")
     assert [issue["line"] for issue in listed] == [2, 3]
 
-    buckets.store.put_json(buckets["temp"], "runs/covers-0123456789/expected.json", [])
+    buckets.store.put_bytes(buckets["temp"], "runs/covers-0123456789/creators.jsonl", b"", "")
     event = AggregateEvent(
         run=Run(**run), config=build_config(CONFIG), split=SplitResult(**summary)
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import random
 
 import pytest
@@ -111,10 +112,13 @@ LIMITS = [SplitLimits(), TINY, SplitLimits(chunk_bytes=4096, partition_creators=
 
 
 def run_split(data: bytes, max_images: int, limits: SplitLimits, tmp_path=None):
-    out = io.BytesIO()
+    out, creators = io.BytesIO(), io.BytesIO()
     spill_dir = str(tmp_path) if tmp_path else None
-    summary = split_csv(io.BytesIO(data), out, max_images, limits=limits, spill_dir=spill_dir)
-    return out.getvalue(), summary.to_dict(), summary.issues, summary.expected
+    summary = split_csv(
+        io.BytesIO(data), out, max_images, creators_out=creators, limits=limits, spill_dir=spill_dir
+    )
+    expected = [tuple(json.loads(line)) for line in creators.getvalue().splitlines()]
+    return out.getvalue(), summary.to_dict(), summary.issues, expected
 
 
 @pytest.mark.parametrize("seed", range(80))
@@ -179,3 +183,39 @@ def test_dates_in_every_form_give_what_the_plain_reading_gives(forms, tmp_path):
     want = reference_split(data, 7)
     for limits in LIMITS:
         assert run_split(data, 7, limits, tmp_path) == want
+
+
+def stamp_texts() -> list[str]:
+    """Dates where Arrow's parser and datetime.fromisoformat could part ways."""
+    texts = []
+    for year in [1, 4, 100, 400, 1900, 1969, 1970, 2000, 2024, 2100, 9999]:
+        for month in (0, 1, 2, 12, 13):
+            texts += [f"{year:04d}-{month:02d}-{day:02d}" for day in (0, 1, 28, 29, 30, 31, 32)]
+    for hour, minute, second in [(0, 0, 0), (23, 59, 59), (24, 0, 0), (9, 60, 0), (9, 0, 60)]:
+        for date in ["2024-02-29", "2023-02-29", "1970-01-01", "0001-01-01", "9999-12-31"]:
+            moment = f"{date}T{hour:02d}:{minute:02d}:{second:02d}"
+            spaced = moment.replace("T", " ")
+            texts += [moment, moment + "Z", moment + "+00:00", spaced, spaced + "Z"]
+            texts += [moment + "+01:00", moment + "-00:00", moment + "+14:00", moment + "z"]
+            texts += [moment.replace("T", "t"), moment + ".5Z", moment + ".1234567Z"]
+    return [*texts, "2025-1-24", "٢٠٢٥-٠١-٠١", "20250124T095311Z", "2025/01/24", "9" * 25]
+
+
+def test_every_date_spelling_is_settled_as_python_settles_it(tmp_path):
+    """Arrow casts the ISO forms it settles exactly as fromisoformat does; the rest go to it."""
+    texts = stamp_texts()
+    rows = [f"c{n % 7},https://x.example/{n}.jpg,{text}" for n, text in enumerate(texts)]
+    data = ("creator_name,cover_url,updated_at\n" + "\n".join(rows) + "\n").encode()
+    want = reference_split(data, 1000)
+    assert run_split(data, 1000, SplitLimits(chunk_bytes=1 << 12), tmp_path) == want
+    assert 0 < want[1]["row_warnings"] < len(texts)
+
+
+def test_every_name_and_url_spelling_is_settled_as_python_settles_it(tmp_path):
+    rows = [[name, url] for name in NAMES for url in ODD_URLS]
+    text = io.StringIO()
+    csv.writer(text, lineterminator="\n").writerows([["creator_name", "cover_url"], *rows])
+    data = text.getvalue().encode()
+    want = reference_split(data, 1000)
+    assert run_split(data, 1000, SplitLimits(chunk_bytes=1 << 12), tmp_path) == want
+    assert want[1]["rows"] > 0 and want[1]["rows_rejected"] > 0

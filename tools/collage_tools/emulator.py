@@ -400,11 +400,11 @@ class LocalStack:
 
     def _progress_note(self, name: str) -> str:
         temp, prefix = self.names["TempBucket"], f"runs/{name}/"
-        expected = self.store.get_json(temp, f"{prefix}expected.json")
-        if expected is None:
+        if not self.store.head_object(temp, f"{prefix}creators.jsonl"):
             return "splitting the CSV"
+        creators = sum(1 for _ in self.store.iter_lines(temp, f"{prefix}creators.jsonl"))
         done = len(self.store.list_keys(temp, f"{prefix}results/"))
-        return f"rendered {done}/{len(expected)} creators"
+        return f"rendered {done}/{creators} creators"
 
     def download_bucket(self, logical: str, directory: Path) -> list[Path]:
         """Write every object of a bucket under `directory` at its key (never outside it)."""
