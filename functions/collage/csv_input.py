@@ -18,7 +18,7 @@ from __future__ import annotations
 import csv
 import unicodedata
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
@@ -50,12 +50,7 @@ class RowIssue:
     creator: str = ""
 
     def to_dict(self) -> dict:
-        return {
-            "line": self.line,
-            "severity": self.severity,
-            "creator": self.creator,
-            "message": self.message,
-        }
+        return asdict(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +149,13 @@ def check_line(
     except csv.Error as error:
         on_issue(RowIssue(line, f"malformed CSV record: {error}"))
         return None
+    return check_fields(record, line, layout, on_issue)
+
+
+def check_fields(
+    record: list[str], line: int, layout: CsvLayout, on_issue: Callable[[RowIssue], None]
+) -> CoverRow | None:
+    """check_record on a record; BLANK for a record of blank fields."""
     if all(not field.strip() for field in record):
         return BLANK
     return check_record(record, line, layout, on_issue)

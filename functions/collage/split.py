@@ -1,19 +1,12 @@
 """Split a CSV into one map item per creator, in tile order, cut to `max_images_per_creator`.
 
-The items are written as one JSON array (the Distributed Map's ItemReader input), one item a
-line, in order of the creators' first appearance; each is small (at most 100 URLs of at most
-2 KiB), so every child's input stays far below the 256 KiB payload limit.
-
-Apache Arrow does the work, in bounded memory, in two passes:
-1. The file is cut into chunks of whole lines, which Arrow parses two at a time. Its kernels
-   settle the rows that are plainly fine (a name with nothing to trim, an ASCII URL of the
-   usual shape, an ISO date); every other row goes through `csv_input.check_record`, so both
-   paths give the same answer (tests/unit/test_split_equivalence.py holds them together).
-   Rows get their creator's id (the rank of its first appearance) and go to an Arrow dataset
-   in /tmp, partitioned by `id // partition_creators`: Arrow spills, not us.
+The items are one JSON array (the Distributed Map's ItemReader input), an item a line, in order
+of the creators' first appearance. Apache Arrow does the work in two passes, in bounded memory:
+1. Chunks of whole lines are parsed two at a time; Arrow's kernels settle the rows that are
+   plainly fine and csv_input.check_line the others (tests/unit/test_split_equivalence.py holds
+   the two to the same answers). Rows go to an Arrow dataset in /tmp, partitioned by creator.
 2. Partition by partition, Arrow drops repeated URLs, orders each creator's rows (newest
    `updated_at` first, undated last, ties in CSV order), cuts them and joins the items' JSON.
-Memory: two chunks, the creators' names, two partitions. `make bench-split` measures it.
 """
 
 from __future__ import annotations
@@ -28,7 +21,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from functools import reduce
+from functools import partial, reduce
 from itertools import chain
 from typing import IO, TypeVar
 
@@ -45,6 +38,7 @@ from collage.csv_input import (
     CsvFileError,
     CsvLayout,
     RowIssue,
+    check_fields,
     check_line,
     duplicate_issue,
     header_of,
@@ -64,9 +58,12 @@ _TIME = r"[T ](?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d{1,6})?"
 _ZONE = r"(?:Z|[+-](?:[01]\d|2[0-3]):[0-5]\d)"
 STAMP_NAIVE = rf"^\d{{4}}-\d\d-\d\d(?:{_TIME})?$"
 STAMP_ZONED = rf"^\d{{4}}-\d\d-\d\d{_TIME}{_ZONE}$"
-_ROWS = pa.schema([("part", pa.int32()), ("id", pa.int64()), ("url", pa.string()),
-                   ("key", pa.int64()), ("line", pa.int64())])  # fmt: skip
+_CHECKED = pa.schema(
+    [("creator", pa.string()), ("url", pa.string()), ("key", pa.int64()), ("line", pa.int64())]
+)
+_ROWS = pa.schema([("part", pa.int32()), ("id", pa.int64()), *list(_CHECKED)[1:]])
 _BREAK = re.compile(rb"\r\n?|\n")
+_LONG_LINE = f"line longer than {MAX_LINE_BYTES:,} bytes"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 T = TypeVar("T")
 R = TypeVar("R")
@@ -180,15 +177,15 @@ def split_csv(
     return summary
 
 
-def _utf8(raw: IO[bytes]) -> Iterator[bytes]:
+def _utf8(raw: IO[bytes], size: int = 1 << 20) -> Iterator[bytes]:
     """The file's bytes as UTF-8: as they are (BOM dropped), or transcoded from UTF-16."""
     head = raw.read(4)
     if head[:2] not in (b"\xff\xfe", b"\xfe\xff"):
         yield head.removeprefix(b"\xef\xbb\xbf")
-        yield from iter(lambda: raw.read(1 << 20), b"")
+        yield from iter(lambda: raw.read(size), b"")
         return
     decoder = codecs.getincrementaldecoder("utf-16")("replace")
-    for data in (head, *iter(lambda: raw.read(1 << 20), b"")):
+    for data in (head, *iter(lambda: raw.read(size), b"")):
         yield decoder.decode(data).encode()
     yield decoder.decode(b"", final=True).encode()
 
@@ -256,7 +253,7 @@ class _Reader:
         self.names = pa.array([], pa.string())  # the creators, in order of first appearance
 
     def batches(self, per_part: int) -> Iterator[pa.RecordBatch]:
-        for chunk in _ahead(lambda data: _read_chunk(data, self.layout), self.chunks):
+        for chunk in _ahead(partial(_read_chunk, layout=self.layout), self.chunks):
             shift, self.line = self.line - 1, self.line + chunk.lines
             for issue in chunk.issues:
                 self.report(replace(issue, line=issue.line + shift))
@@ -267,7 +264,7 @@ class _Reader:
 
     def _with_ids(self, rows: pa.Table, per_part: int) -> pa.RecordBatch:
         """The rows with their creators' ids: the rank of each one's first appearance."""
-        encoded = pc.dictionary_encode(rows["creator"].combine_chunks())
+        encoded = rows["creator"].combine_chunks()
         seen = pc.index_in(encoded.dictionary, value_set=self.names)  # null: a new creator
         new = pc.is_null(seen)
         ranks = pc.add(pc.cumulative_sum(new.cast(pa.int64())), len(self.names) - 1)
@@ -279,10 +276,18 @@ class _Reader:
 
 
 def _read_chunk(data: bytes | None, layout: CsvLayout) -> _Chunk:
+    """_checked, with the creators dictionary-encoded (on the worker, for _with_ids)."""
+    chunk = _checked(data, layout)
+    creators = pc.dictionary_encode(chunk.rows["creator"].combine_chunks())
+    chunk.rows = chunk.rows.set_column(0, "creator", creators)
+    return chunk
+
+
+def _checked(data: bytes | None, layout: CsvLayout) -> _Chunk:
     """One chunk, on a worker thread: Arrow parses it and settles the plain rows, Python
     checks the others; a chunk Arrow cannot read one record a line goes to Python whole."""
     if data is None:
-        return _Chunk(_EMPTY, [RowIssue(1, f"line longer than {MAX_LINE_BYTES:,} bytes")], 1, 1)
+        return _Chunk(_CHECKED.empty_table(), [RowIssue(1, _LONG_LINE)], 1, 1)
     parsed = _parse(data, layout.width)
     if parsed is None:
         return _python_rows(enumerate(data.splitlines(), 1), layout)
@@ -291,44 +296,52 @@ def _read_chunk(data: bytes | None, layout: CsvLayout) -> _Chunk:
     kept = [n for n in range(1, lines + 1) if n not in odd]
     numbers = pa.array(kept, pa.int64()) if odd else pc.add(_counting(table.num_rows), 1)
     fast, fine = _settle(table, layout, numbers)
-    slow = sorted([*pc.filter(numbers, pc.invert(fine)).to_pylist(), *odd])
     fast = fast.filter(fine)
-    if not slow:
+    if len(fast) == lines:
         return _Chunk(fast, [], fast.num_rows, lines)
-    texts = data.splitlines()
-    checked = _python_rows(((n, texts[n - 1]) for n in slow), layout)
+    unsettled = table.append_column("line", numbers).filter(pc.invert(fine)).to_pylist()
+    slow: list = [(row.pop("line"), list(row.values())) for row in unsettled]  # Arrow's fields
+    if any(_may_be_long(fields) for _, fields in slow):  # rare: read those lines, to measure
+        texts = data.splitlines()
+        slow = [(n, texts[n - 1]) for n, _ in slow]
+    checked = _python_rows(sorted([*slow, *odd.items()], key=lambda item: item[0]), layout)
     rows = pa.concat_tables([fast, checked.rows]).sort_by("line")
     return _Chunk(rows, checked.issues, fast.num_rows + checked.data_rows, lines)
 
 
-def _python_rows(lines: Iterable[tuple[int, bytes]], layout: CsvLayout) -> _Chunk:
-    """check_line on each (line number, text): the rules in plain Python."""
+def _may_be_long(fields: list[str]) -> bool:
+    """Whether the line of these fields may be over MAX_LINE_BYTES (quoted, with its quotes
+    doubled, a field takes at most twice its length plus three)."""
+    return sum(2 * len(field.encode()) + 3 for field in fields) > MAX_LINE_BYTES
+
+
+def _python_rows(lines: Iterable[tuple[int, bytes | list[str]]], layout: CsvLayout) -> _Chunk:
+    """The rules in plain Python on each (line number, line or its fields as Arrow read them:
+    the csv module's, as tests/unit/test_split_equivalence.py checks)."""
     issues: list[RowIssue] = []
     rows, data_rows, number = [], 0, 0
-    for number, text in lines:
-        if len(text) > MAX_LINE_BYTES:
-            issues.append(RowIssue(number, f"line longer than {MAX_LINE_BYTES:,} bytes"))
-            data_rows += 1
-            continue
-        row = check_line(text.decode("utf-8", "replace"), number, layout, issues.append)
+    for number, line in lines:
+        if isinstance(line, list):
+            row = check_fields(line, number, layout, issues.append)
+        elif len(line.rstrip(b"\r\n")) > MAX_LINE_BYTES:
+            row = None
+            issues.append(RowIssue(number, _LONG_LINE))
+        else:
+            row = check_line(line.decode("utf-8", "replace"), number, layout, issues.append)
         data_rows += row is not BLANK
         if row is not None and row is not BLANK:
             rows.append((row.creator, row.url, _moment_key(row.updated_at), row.line))
-    columns = list(zip(*rows, strict=True)) or [(), (), (), ()]
-    table = pa.table(dict(zip(_EMPTY.column_names, columns, strict=True)), schema=_EMPTY.schema)
-    return _Chunk(table, issues, data_rows, number)
+    columns = list(zip(*rows, strict=True)) or [()] * 4
+    return _Chunk(pa.Table.from_arrays(columns, schema=_CHECKED), issues, data_rows, number)
 
 
-def _parse(data: bytes, width: int) -> tuple[pa.Table, set[int]] | None:
-    """Arrow's fields of a chunk and the numbers of the lines whose field count is off; None
+def _parse(data: bytes, width: int) -> tuple[pa.Table, dict[int, bytes]] | None:
+    """Arrow's fields of a chunk and the lines whose field count is off, by number; None
     when Arrow cannot read it one record a line (not UTF-8, or a quoted line break)."""
-    odd: set[int] = set()
-    spans: list[int] = []
+    odd: dict[int, bytes] = {}
 
     def set_aside(row: pa_csv.InvalidRow) -> str:
-        odd.add(row.number)
-        if "\n" in row.text or "\r" in row.text:
-            spans.append(row.number)
+        odd[row.number] = row.text.encode()
         return "skip"
 
     names = [f"c{n}" for n in range(width)]
@@ -344,7 +357,7 @@ def _parse(data: bytes, width: int) -> tuple[pa.Table, set[int]] | None:
         return None
     values = [chunk.buffers()[2] for column in table.columns for chunk in column.chunks]
     texts = [value.to_pybytes() for value in values if value is not None]
-    if spans or any(b"\n" in text or b"\r" in text for text in texts):
+    if any(b"\n" in text or b"\r" in text for text in [*texts, *odd.values()]):
         return None
     return table, odd
 
@@ -354,9 +367,7 @@ def _settle(table: pa.Table, layout: CsvLayout, line: pa.Array) -> tuple[pa.Tabl
     name, url = table[layout.creator_at].combine_chunks(), table[layout.url_at].combine_chunks()
     at = layout.updated_at
     key, dated = _stamp_keys(table[at] if at is not None else None, len(line))
-    size = reduce(
-        pc.add, map(pc.binary_length, table.columns)
-    )  # a line is at most 2 size + 3 width
+    size = reduce(pc.add, map(pc.binary_length, table.columns))  # as in _may_be_long
     fine = [
         dated,
         pc.less_equal(size, (MAX_LINE_BYTES - 3 * layout.width) // 2),
@@ -368,7 +379,7 @@ def _settle(table: pa.Table, layout: CsvLayout, line: pa.Array) -> tuple[pa.Tabl
     ]
     if b" " in url.buffers()[2].to_pybytes():  # rare: then row by row
         fine.append(pc.invert(pc.match_substring(url, " ")))
-    fast = pa.table({"creator": _nfc(name), "url": url, "key": key, "line": line})
+    fast = pa.Table.from_arrays([_nfc(name), url, key, line], schema=_CHECKED)
     return fast, reduce(pc.and_, fine).combine_chunks()
 
 
@@ -411,10 +422,6 @@ def _counting(count: int) -> pa.Array:
     return pc.subtract(pc.cumulative_sum(pa.repeat(pa.scalar(1, pa.int64()), count)), 1)
 
 
-_EMPTY = pa.table({"creator": pa.array([], pa.string()), "url": pa.array([], pa.string()),
-                   "key": pa.array([], pa.int64()), "line": pa.array([], pa.int64())})  # fmt: skip
-
-
 def _ahead(function: Callable[[T], R], items: Iterable[T], depth: int = 2) -> Iterator[R]:
     """function(item) for each item, in order, `depth` at a time on threads: Arrow releases
     the GIL, so a 2-vCPU Lambda (3,009 MB or more) works on two chunks at once."""
@@ -451,7 +458,10 @@ def _part(table: pa.Table, names: list[str], first: int, max_images: int) -> _Pa
     counts = pc.subtract(ends, starts)
     shown = pc.min_element_wise(counts, max_images)
     offsets = pa.concat_arrays([pa.array([0], pa.int64()), pc.cumulative_sum(shown)])
-    urls = pc.replace_substring(pc.replace_substring(kept["url"], "\\", "\\\\"), '"', '\\"')
+    urls = kept["url"]
+    values = [chunk.buffers()[2].to_pybytes() for chunk in urls.chunks]
+    if any(b'"' in value or b"\\" in value for value in values):  # rare: escape them
+        urls = pc.replace_substring(pc.replace_substring(urls, "\\", "\\\\"), '"', '\\"')
     names_json, keys_json = _json(names), _json([safe_segment(name) for name in names])
     items = pc.binary_join_element_wise(
         '{"creator":', names_json, ',"name":', keys_json,
@@ -493,6 +503,5 @@ def _without_repeats(
         duplicate_issue(row["line"], row["line_min"], names[row["id"] - first])
         for row in table.filter(repeat).select(["id", "line", "line_min"]).to_pylist()
     ]
-    return table.filter(pc.invert(repeat)).drop_columns("line_min"), sorted(
-        issues, key=lambda i: i.line
-    )
+    kept = table.filter(pc.invert(repeat)).drop_columns("line_min")
+    return kept, sorted(issues, key=lambda issue: issue.line)
