@@ -149,22 +149,16 @@ def check_line(
     except csv.Error as error:
         on_issue(RowIssue(line, f"malformed CSV record: {error}"))
         return None
-    return check_fields(record, line, layout, on_issue)
-
-
-def check_fields(
-    record: list[str], line: int, layout: CsvLayout, on_issue: Callable[[RowIssue], None]
-) -> CoverRow | None:
-    """check_record on a record; BLANK for a record of blank fields."""
-    if all(not field.strip() for field in record):
-        return BLANK
     return check_record(record, line, layout, on_issue)
 
 
 def check_record(
     record: list[str], line: int, layout: CsvLayout, on_issue: Callable[[RowIssue], None]
 ) -> CoverRow | None:
-    """The row of a non-blank record, or None after reporting why it cannot be used."""
+    """The row of a record (its fields); BLANK when every field is blank, None after reporting
+    why it cannot be used."""
+    if all(not field.strip() for field in record):
+        return BLANK
     if len(record) < layout.needed:
         on_issue(RowIssue(line, f"expected at least {layout.needed} fields, found {len(record)}"))
         return None

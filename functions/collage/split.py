@@ -38,8 +38,8 @@ from collage.csv_input import (
     CsvFileError,
     CsvLayout,
     RowIssue,
-    check_fields,
     check_line,
+    check_record,
     duplicate_issue,
     header_of,
     layout_of,
@@ -67,6 +67,9 @@ _LONG_LINE = f"line longer than {MAX_LINE_BYTES:,} bytes"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 T = TypeVar("T")
 R = TypeVar("R")
+
+
+_COUNTS = ("rows", "rows_rejected", "row_warnings", "creators", "covers")
 
 
 @dataclass(frozen=True)
@@ -98,15 +101,8 @@ class SplitSummary:
         return self.rows_rejected + self.row_warnings - len(self.issues)
 
     def to_dict(self) -> dict:
-        return {
-            "rows": self.rows,
-            "rows_rejected": self.rows_rejected,
-            "row_warnings": self.row_warnings,
-            "row_issues_unlisted": self.issues_unlisted,
-            "creators": self.creators,
-            "covers": self.covers,
-            "covers_cut": self.covers_cut,
-        }
+        counts = {name: getattr(self, name) for name in _COUNTS}
+        return counts | {"row_issues_unlisted": self.issues_unlisted, "covers_cut": self.covers_cut}
 
     def add_issue(self, issue: RowIssue, listed: int) -> None:
         if issue.severity == "error":
@@ -322,7 +318,7 @@ def _python_rows(lines: Iterable[tuple[int, bytes | list[str]]], layout: CsvLayo
     rows, data_rows, number = [], 0, 0
     for number, line in lines:
         if isinstance(line, list):
-            row = check_fields(line, number, layout, issues.append)
+            row = check_record(line, number, layout, issues.append)
         elif len(line.rstrip(b"\r\n")) > MAX_LINE_BYTES:
             row = None
             issues.append(RowIssue(number, _LONG_LINE))
