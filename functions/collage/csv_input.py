@@ -63,6 +63,12 @@ class CsvLayout:
     width: int  # fields in the header
 
     @property
+    def used(self) -> tuple[int, ...]:
+        """The columns the rules read: creator_name, cover_url and updated_at if there is one."""
+        stamp = () if self.updated_at is None else (self.updated_at,)
+        return (self.creator_at, self.url_at, *stamp)
+
+    @property
     def needed(self) -> int:
         """Fields a record needs (updated_at may be missing from short records)."""
         return max(self.creator_at, self.url_at) + 1

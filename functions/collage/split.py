@@ -64,6 +64,7 @@ _CHECKED = pa.schema(
 _ROWS = pa.schema([("part", pa.int32()), ("id", pa.int64()), *list(_CHECKED)[1:]])
 _BREAK = re.compile(rb"\r\n?|\n")
 _LONG_LINE = f"line longer than {MAX_LINE_BYTES:,} bytes"
+_Fields = tuple[list[str], CsvLayout]  # a record's fields as Arrow read them, and their layout
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 T = TypeVar("T")
 R = TypeVar("R")
@@ -284,41 +285,49 @@ def _checked(data: bytes | None, layout: CsvLayout) -> _Chunk:
     checks the others; a chunk Arrow cannot read one record a line goes to Python whole."""
     if data is None:
         return _Chunk(_CHECKED.empty_table(), [RowIssue(1, _LONG_LINE)], 1, 1)
-    parsed = _parse(data, layout.width)
-    if parsed is None:
+    lines = _plain_lines(data)
+    parsed = _parse(data, layout) if lines else None
+    if not lines or not parsed or parsed[0].num_rows + len(parsed[1]) != lines:  # a quoted break
         return _python_rows(enumerate(data.splitlines(), 1), layout)
     table, odd = parsed
-    lines = table.num_rows + len(odd)
     kept = [n for n in range(1, lines + 1) if n not in odd]
     numbers = pa.array(kept, pa.int64()) if odd else pc.add(_counting(table.num_rows), 1)
-    fast, fine = _settle(table, layout, numbers)
+    fast, fine = _settle(table, numbers)
     fast = fast.filter(fine)
     if len(fast) == lines:
         return _Chunk(fast, [], fast.num_rows, lines)
     unsettled = table.append_column("line", numbers).filter(pc.invert(fine)).to_pylist()
-    slow: list = [(row.pop("line"), list(row.values())) for row in unsettled]  # Arrow's fields
-    if any(_may_be_long(fields) for _, fields in slow):  # rare: read those lines, to measure
-        texts = data.splitlines()
-        slow = [(n, texts[n - 1]) for n, _ in slow]
+    fields = _projected(layout)
+    slow = [(row.pop("line"), (list(row.values()), fields)) for row in unsettled]
     checked = _python_rows(sorted([*slow, *odd.items()], key=lambda item: item[0]), layout)
     rows = pa.concat_tables([fast, checked.rows]).sort_by("line")
     return _Chunk(rows, checked.issues, fast.num_rows + checked.data_rows, lines)
 
 
-def _may_be_long(fields: list[str]) -> bool:
-    """Whether the line of these fields may be over MAX_LINE_BYTES (quoted, with its quotes
-    doubled, a field takes at most twice its length plus three)."""
-    return sum(2 * len(field.encode()) + 3 for field in fields) > MAX_LINE_BYTES
+def _plain_lines(data: bytes) -> int | None:
+    """How many lines `data` holds, or None when Python is to read them: a lone CR ends a
+    line, or a line is over MAX_LINE_BYTES (both rare), or there are none."""
+    if not data or (b"\r" in data and data.count(b"\r") != data.count(b"\r\n")):
+        return None
+    pieces = pc.list_flatten(pc.split_pattern(pa.array([data], pa.binary()), "\n"))
+    if pc.max(pc.binary_length(pieces)).as_py() > MAX_LINE_BYTES:
+        return None
+    return len(pieces) - data.endswith(b"\n")
 
 
-def _python_rows(lines: Iterable[tuple[int, bytes | list[str]]], layout: CsvLayout) -> _Chunk:
-    """The rules in plain Python on each (line number, line or its fields as Arrow read them:
+def _projected(layout: CsvLayout) -> CsvLayout:
+    """The layout of the fields Arrow reads: creator, URL and, if the file has one, updated_at."""
+    return CsvLayout(0, 1, None if layout.updated_at is None else 2, len(layout.used))
+
+
+def _python_rows(lines: Iterable[tuple[int, bytes | _Fields]], layout: CsvLayout) -> _Chunk:
+    """The rules in plain Python on each (line number, line or the fields Arrow read of it:
     the csv module's, as tests/unit/test_split_equivalence.py checks)."""
     issues: list[RowIssue] = []
     rows, data_rows, number = [], 0, 0
     for number, line in lines:
-        if isinstance(line, list):
-            row = check_record(line, number, layout, issues.append)
+        if isinstance(line, tuple):
+            row = check_record(line[0], number, line[1], issues.append)
         elif len(line.rstrip(b"\r\n")) > MAX_LINE_BYTES:
             row = None
             issues.append(RowIssue(number, _LONG_LINE))
@@ -331,42 +340,38 @@ def _python_rows(lines: Iterable[tuple[int, bytes | list[str]]], layout: CsvLayo
     return _Chunk(pa.Table.from_arrays(columns, schema=_CHECKED), issues, data_rows, number)
 
 
-def _parse(data: bytes, width: int) -> tuple[pa.Table, dict[int, bytes]] | None:
-    """Arrow's fields of a chunk and the lines whose field count is off, by number; None
-    when Arrow cannot read it one record a line (not UTF-8, or a quoted line break)."""
+def _parse(data: bytes, layout: CsvLayout) -> tuple[pa.Table, dict[int, bytes]] | None:
+    """Arrow's fields of a chunk (only the columns the rules read) and the lines whose field
+    count is off, by number; None when the chunk is not UTF-8."""
     odd: dict[int, bytes] = {}
 
     def set_aside(row: pa_csv.InvalidRow) -> str:
         odd[row.number] = row.text.encode()
         return "skip"
 
-    names = [f"c{n}" for n in range(width)]
+    names = [f"c{n}" for n in range(layout.width)]
+    used = [names[at] for at in layout.used]
     try:
         pa.array([data], pa.binary()).cast(pa.string())  # Arrow's UTF-8 check, all at once
         table = pa_csv.read_csv(
             pa.py_buffer(data),
             pa_csv.ReadOptions(column_names=names, use_threads=False, block_size=len(data) + 1),
             pa_csv.ParseOptions(ignore_empty_lines=False, invalid_row_handler=set_aside),
-            pa_csv.ConvertOptions(column_types=dict.fromkeys(names, pa.string())),
+            pa_csv.ConvertOptions(
+                column_types=dict.fromkeys(used, pa.string()), include_columns=used
+            ),
         )
     except pa.ArrowInvalid:
-        return None
-    values = [chunk.buffers()[2] for column in table.columns for chunk in column.chunks]
-    texts = [value.to_pybytes() for value in values if value is not None]
-    if any(b"\n" in text or b"\r" in text for text in [*texts, *odd.values()]):
         return None
     return table, odd
 
 
-def _settle(table: pa.Table, layout: CsvLayout, line: pa.Array) -> tuple[pa.Table, pa.Array]:
+def _settle(table: pa.Table, line: pa.Array) -> tuple[pa.Table, pa.Array]:
     """(the rows as Arrow reads them: creator, url, key, line; which of them Arrow settles)."""
-    name, url = table[layout.creator_at].combine_chunks(), table[layout.url_at].combine_chunks()
-    at = layout.updated_at
-    key, dated = _stamp_keys(table[at] if at is not None else None, len(line))
-    size = reduce(pc.add, map(pc.binary_length, table.columns))  # as in _may_be_long
+    name, url = table[0].combine_chunks(), table[1].combine_chunks()
+    key, dated = _stamp_keys(table[2] if table.num_columns > 2 else None, len(line))
     fine = [
         dated,
-        pc.less_equal(size, (MAX_LINE_BYTES - 3 * layout.width) // 2),
         pc.match_substring_regex(name, NAME_OK),
         pc.less_equal(pc.utf8_length(name), MAX_CREATOR_NAME_LENGTH),
         pc.match_substring_regex(url, URL_HEAD),
@@ -376,7 +381,7 @@ def _settle(table: pa.Table, layout: CsvLayout, line: pa.Array) -> tuple[pa.Tabl
     if b" " in url.buffers()[2].to_pybytes():  # rare: then row by row
         fine.append(pc.invert(pc.match_substring(url, " ")))
     fast = pa.Table.from_arrays([_nfc(name), url, key, line], schema=_CHECKED)
-    return fast, reduce(pc.and_, fine).combine_chunks()
+    return fast, reduce(pc.and_, fine)
 
 
 def _nfc(name: pa.Array) -> pa.Array:
