@@ -3,8 +3,8 @@
 The items are one JSON array (the Distributed Map's ItemReader input), an item a line, in order
 of the creators' first appearance. Apache Arrow does the work in two passes, in bounded memory:
 1. Chunks of whole lines are parsed two at a time; Arrow's kernels settle the rows that are
-   plainly fine and csv_input.check_line the others (tests/unit/test_split_equivalence.py holds
-   the two to the same answers). Rows go to an Arrow dataset in /tmp, partitioned by creator.
+   plainly fine, csv_input's rules the others (tests/unit/test_split_equivalence.py holds the
+   two to the same answers). Rows go to an Arrow dataset in /tmp, partitioned by creator.
 2. Partition by partition, Arrow drops repeated URLs, orders each creator's rows (newest
    `updated_at` first, undated last, ties in CSV order), cuts them and joins the items' JSON.
 """
@@ -68,9 +68,7 @@ _Fields = tuple[list[str], CsvLayout]  # a record's fields as Arrow read them, a
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 T = TypeVar("T")
 R = TypeVar("R")
-
-
-_COUNTS = ("rows", "rows_rejected", "row_warnings", "creators", "covers")
+_COUNTS = ("rows", "rows_rejected", "row_warnings", "creators", "covers")  # SplitSummary's
 
 
 @dataclass(frozen=True)
