@@ -74,6 +74,14 @@ with open(sys.argv[1], "rb") as raw, open(sys.argv[2], "wb") as out, open(sys.ar
     summary = split_csv(raw, out, 35, creators_out=who, spill_dir=sys.argv[3])
 print(json.dumps(summary.to_dict()))
 """
+GENERATE = """
+import sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+from split_bench import make_csv
+rows, quote_all, per_creator = map(int, sys.argv[3:6])
+make_csv(Path(sys.argv[2]), rows, quote_all=bool(quote_all), per_creator=per_creator)
+"""
 # The aggregate step on the split's creators list, each with a result record like the collage
 # task's. S3 is a local stand-in here (records made on request, the report counted and dropped):
 # what is measured is the step's own memory, which must not grow with the number of creators.
@@ -215,7 +223,9 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tmp)
         csv_path, items, who = work / "covers.csv", work / "items.json", work / "creators.jsonl"
         started = time.perf_counter()
-        make_csv(csv_path, rows, quote_all=args.quote_all, per_creator=args.covers_per_creator)
+        # In a child, so this process stays small: a child's peak RSS counts its parent's at fork.
+        options = (str(rows), str(int(args.quote_all)), str(args.covers_per_creator))
+        run_child(GENERATE, str(Path(__file__).parent), str(csv_path), *options)
         print(f"generated {rows:,} rows in {time.perf_counter() - started:.1f} s")
         base, split = [], []
         for _ in range(rounds):  # interleaved, so drifts of the machine hit both alike
