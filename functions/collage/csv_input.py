@@ -16,6 +16,7 @@ How the file is read (the README's failure-mode table says the same):
 from __future__ import annotations
 
 import csv
+import re
 import unicodedata
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -27,6 +28,8 @@ from collage.config import MAX_URL_LENGTH
 REQUIRED_COLUMNS = ("creator_name", "cover_url")
 MAX_CREATOR_NAME_LENGTH = 512
 MAX_LINE_BYTES = 1 << 20  # a longer line is reported and skipped unread
+MAX_QUOTED = 200  # characters of an offending value that an issue quotes
+_CREDENTIALS = re.compile(r"(//)[^/?#@\s]*@")
 csv.field_size_limit(MAX_LINE_BYTES)  # fields are bounded by their line, and checked by length
 
 
@@ -48,9 +51,18 @@ class RowIssue:
     message: str
     severity: str = "error"  # "error": the row was skipped; "warning": used with a caveat
     creator: str = ""
+    column: str = ""  # where the value came from; "" when it is the whole line
+    value: str = ""  # the offending value, as `quoted` shows it
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def quoted(value: str) -> str:
+    """A value as an issue quotes it: a URL's user:password@ masked (wherever it stands), cut
+    to MAX_QUOTED characters; the report's JSON escapes the rest."""
+    value = _CREDENTIALS.sub(r"\1***@", value)
+    return value if len(value) <= MAX_QUOTED else value[:MAX_QUOTED] + "…"
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,8 +153,9 @@ def header_of(text: str) -> list[str]:
         raise CsvFileError(f"CSV header cannot be read: {error}") from None
 
 
-def duplicate_issue(line: int, first: int, creator: str) -> RowIssue:
-    return RowIssue(line, f"duplicate of line {first}; skipped", "warning", creator)
+def duplicate_issue(line: int, first: int, creator: str, url: str) -> RowIssue:
+    message = f"duplicate of line {first}; skipped"
+    return RowIssue(line, message, "warning", creator, "cover_url", quoted(url))
 
 
 def check_line(
@@ -153,7 +166,7 @@ def check_line(
     try:
         record = parse_line(text)
     except csv.Error as error:
-        on_issue(RowIssue(line, f"malformed CSV record: {error}"))
+        on_issue(RowIssue(line, f"malformed CSV record: {error}", value=quoted(text.rstrip())))
         return None
     return check_record(record, line, layout, on_issue)
 
@@ -166,31 +179,38 @@ def check_record(
     if all(not field.strip() for field in record):
         return BLANK
     if len(record) < layout.needed:
-        on_issue(RowIssue(line, f"expected at least {layout.needed} fields, found {len(record)}"))
+        message = f"expected at least {layout.needed} fields, found {len(record)}"
+        on_issue(RowIssue(line, message, value=quoted(",".join(record))))
         return None
     creator = unicodedata.normalize("NFC", record[layout.creator_at].strip())
     url = record[layout.url_at].strip()
     at = layout.updated_at
     stamp = record[at].strip() if at is not None and at < len(record) else ""
+    fields = {"creator_name": creator, "cover_url": url, "updated_at": stamp}
     problem = _problem(creator, url, stamp)
     if problem:
-        on_issue(RowIssue(line, problem, creator=creator[:80]))
+        column, message = problem
+        on_issue(RowIssue(line, message, "error", creator[:80], column, quoted(fields[column])))
         return None
     if stamp and parse_moment(stamp) is None:
         message = f"updated_at {stamp[:40]!r} is not an ISO date; sorted last"
-        on_issue(RowIssue(line, message, "warning", creator[:80]))
+        on_issue(RowIssue(line, message, "warning", creator[:80], "updated_at", quoted(stamp)))
         stamp = ""
     return CoverRow(line, creator, url, stamp)
 
 
-def _problem(creator: str, url: str, stamp: str) -> str | None:
-    if any("\ufffd" in field for field in (creator, url, stamp)):
-        return "row is not valid UTF-8"
+def _problem(creator: str, url: str, stamp: str) -> tuple[str, str] | None:
+    """(the column at fault, why) for a row that cannot be used."""
+    columns = {"creator_name": creator, "cover_url": url, "updated_at": stamp}
+    for column, value in columns.items():
+        if "\ufffd" in value:
+            return column, "row is not valid UTF-8"
     if not creator:
-        return "missing creator_name"
+        return "creator_name", "missing creator_name"
     if len(creator) > MAX_CREATOR_NAME_LENGTH:
-        return f"creator_name longer than {MAX_CREATOR_NAME_LENGTH} characters"
-    return check_url(url)
+        return "creator_name", f"creator_name longer than {MAX_CREATOR_NAME_LENGTH} characters"
+    problem = check_url(url)
+    return ("cover_url", problem) if problem else None
 
 
 # check_line's answer for a blank line (skipped, and not a data row).

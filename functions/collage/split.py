@@ -35,6 +35,7 @@ from collage.csv_input import (
     BLANK,
     MAX_CREATOR_NAME_LENGTH,
     MAX_LINE_BYTES,
+    MAX_QUOTED,
     CsvFileError,
     CsvLayout,
     RowIssue,
@@ -44,6 +45,7 @@ from collage.csv_input import (
     header_of,
     layout_of,
     parse_moment,
+    quoted,
 )
 from collage.naming import safe_segment
 
@@ -63,7 +65,7 @@ _CHECKED = pa.schema(
 )
 _ROWS = pa.schema([("part", pa.int32()), ("id", pa.int64()), *list(_CHECKED)[1:]])
 _BREAK = re.compile(rb"\r\n?|\n")
-_LONG_LINE = f"line longer than {MAX_LINE_BYTES:,} bytes"
+_QUOTED_BYTES = 4 * MAX_QUOTED  # of a long line's start, enough for MAX_QUOTED characters
 _Fields = tuple[list[str], CsvLayout]  # a record's fields as Arrow read them, and their layout
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 T = TypeVar("T")
@@ -191,9 +193,16 @@ def _cut(data: bytes) -> int:
     return max(body.rfind(b"\n"), body.rfind(b"\r")) + 1
 
 
-def _chunks(pieces: Iterator[bytes], size: int) -> Iterator[bytes | None]:
+@dataclass(frozen=True)
+class _LongLine:
+    """A line over MAX_LINE_BYTES, skipped as it streamed past, but for its start."""
+
+    start: bytes
+
+
+def _chunks(pieces: Iterator[bytes], size: int) -> Iterator[bytes | _LongLine]:
     """Runs of whole lines of about `size` bytes; a line longer than MAX_LINE_BYTES is skipped
-    as it streams past, unheld, and comes as None."""
+    as it streams past, unheld, and comes as a _LongLine."""
     held, skipping, lf_may_follow = b"", False, False
     for piece in pieces:
         if lf_may_follow:  # the skipped line ended with a CR at the end of a piece
@@ -209,7 +218,7 @@ def _chunks(pieces: Iterator[bytes], size: int) -> Iterator[bytes | None]:
         if len(data) - cut > MAX_LINE_BYTES:
             if cut:
                 yield data[:cut]
-            yield None
+            yield _LongLine(data[cut : cut + _QUOTED_BYTES])
             held, skipping = b"", True
         elif cut >= size:
             yield data[:cut]
@@ -234,13 +243,17 @@ class _Chunk:
 class _Reader:
     """Pass 1: chunks of lines into checked rows, each with its creator's id."""
 
-    def __init__(self, chunks: Iterator[bytes | None], report: Callable[[RowIssue], None]):
+    def __init__(
+        self, chunks: Iterator[bytes | _LongLine], report: Callable[[RowIssue], None]
+    ) -> None:
         data = next(chunks, b"")
-        if data == b"":
+        if isinstance(data, _LongLine):
+            data = data.start + b"\0" * MAX_LINE_BYTES  # only its length matters
+        if not data:
             raise CsvFileError("CSV file is empty")
-        found = _BREAK.search(data or b"")
-        end = found.end() if found else len(data or b"")
-        if data is None or end > MAX_LINE_BYTES + 2:
+        found = _BREAK.search(data)
+        end = found.end() if found else len(data)
+        if end > MAX_LINE_BYTES + 2:  # its line break included
             raise CsvFileError(f"CSV header is longer than {MAX_LINE_BYTES:,} bytes")
         self.layout = layout_of(header_of(data[:end].decode("utf-8", "replace")))
         self.report, self.data_rows, self.line = report, 0, 2  # the next chunk's first line
@@ -270,7 +283,7 @@ class _Reader:
         return pa.Table.from_arrays(columns, schema=_ROWS).combine_chunks().to_batches()[0]
 
 
-def _read_chunk(data: bytes | None, layout: CsvLayout) -> _Chunk:
+def _read_chunk(data: bytes | _LongLine, layout: CsvLayout) -> _Chunk:
     """_checked, with the creators dictionary-encoded (on the worker, for _with_ids)."""
     chunk = _checked(data, layout)
     creators = pc.dictionary_encode(chunk.rows["creator"].combine_chunks())
@@ -278,11 +291,11 @@ def _read_chunk(data: bytes | None, layout: CsvLayout) -> _Chunk:
     return chunk
 
 
-def _checked(data: bytes | None, layout: CsvLayout) -> _Chunk:
+def _checked(data: bytes | _LongLine, layout: CsvLayout) -> _Chunk:
     """One chunk, on a worker thread: Arrow parses it and settles the plain rows, Python
     checks the others; a chunk Arrow cannot read one record a line goes to Python whole."""
-    if data is None:
-        return _Chunk(_CHECKED.empty_table(), [RowIssue(1, _LONG_LINE)], 1, 1)
+    if isinstance(data, _LongLine):
+        return _Chunk(_CHECKED.empty_table(), [_long_line_issue(1, data.start)], 1, 1)
     lines = _plain_lines(data)
     parsed = _parse(data, layout) if lines else None
     if not lines or not parsed or parsed[0].num_rows + len(parsed[1]) != lines:  # a quoted break
@@ -318,6 +331,11 @@ def _projected(layout: CsvLayout) -> CsvLayout:
     return CsvLayout(0, 1, None if layout.updated_at is None else 2, len(layout.used))
 
 
+def _long_line_issue(line: int, text: bytes) -> RowIssue:
+    start = text[:_QUOTED_BYTES].decode("utf-8", "replace")
+    return RowIssue(line, f"line longer than {MAX_LINE_BYTES:,} bytes", value=quoted(start))
+
+
 def _python_rows(lines: Iterable[tuple[int, bytes | _Fields]], layout: CsvLayout) -> _Chunk:
     """The rules in plain Python on each (line number, line or the fields Arrow read of it:
     the csv module's, as tests/unit/test_split_equivalence.py checks)."""
@@ -328,7 +346,7 @@ def _python_rows(lines: Iterable[tuple[int, bytes | _Fields]], layout: CsvLayout
             row = check_record(line[0], number, line[1], issues.append)
         elif len(line.rstrip(b"\r\n")) > MAX_LINE_BYTES:
             row = None
-            issues.append(RowIssue(number, _LONG_LINE))
+            issues.append(_long_line_issue(number, line))
         else:
             row = check_line(line.decode("utf-8", "replace"), number, layout, issues.append)
         data_rows += row is not BLANK
@@ -499,8 +517,8 @@ def _without_repeats(
     table = table.join(firsts, ["id", "url"])
     repeat = pc.not_equal(table["line"], table["line_min"])
     issues = [
-        duplicate_issue(row["line"], row["line_min"], names[row["id"] - first])
-        for row in table.filter(repeat).select(["id", "line", "line_min"]).to_pylist()
+        duplicate_issue(row["line"], row["line_min"], names[row["id"] - first], row["url"])
+        for row in table.filter(repeat).select(["id", "line", "line_min", "url"]).to_pylist()
     ]
     kept = table.filter(pc.invert(repeat)).drop_columns("line_min")
     return kept, sorted(issues, key=lambda issue: issue.line)

@@ -99,6 +99,11 @@ def test_a_hostile_csv_reports_each_bad_row_by_line_and_renders_the_rest(local_s
     assert messages[4] == "malformed CSV record: a quoted field is not closed on its line"
     assert messages[5] == "missing creator_name"  # the line after it is read on its own
     assert messages[17] == "line longer than 1,048,576 bytes"
+    values = {i["line"]: (i["column"], i["value"]) for i in report["row_issues"]}
+    assert values[8] == ("cover_url", "not-a-url") and values[10] == (
+        "creator_name",
+        "dave \ufffd\ufffd",
+    )
     assert report["totals"]["rows"] == {"used": 4, "rejected": 10, "warnings": 1}
     records = {r["creator"]: r for r in report["creators"]}
     assert {name: r["status"] for name, r in records.items()} == {

@@ -47,6 +47,8 @@ def test_uploaded_csv_becomes_collages_a_report_and_an_archived_csv(
             "severity": "error",
             "creator": "carol",
             "message": report["row_issues"][0]["message"],
+            "column": "cover_url",
+            "value": report["row_issues"][0]["value"],
         }
     ]
     bob = next(c for c in report["creators"] if c["creator"] == "bob")

@@ -22,6 +22,7 @@ from collage.csv_input import (
     header_of,
     layout_of,
     parse_moment,
+    quoted,
 )
 from collage.naming import safe_segment
 
@@ -47,7 +48,8 @@ def read_rows(raw: IO[bytes], on_issue: Callable[[RowIssue], None]) -> Iterator[
     data_rows = 0
     for number, text in enumerate(lines[1:], 2):
         if len(text) > MAX_LINE_BYTES:
-            on_issue(RowIssue(number, f"line longer than {MAX_LINE_BYTES:,} bytes"))
+            start = quoted(text[:800].decode("utf-8", "replace"))
+            on_issue(RowIssue(number, f"line longer than {MAX_LINE_BYTES:,} bytes", value=start))
             data_rows += 1
             continue
         row = check_line(text.decode("utf-8", "replace"), number, layout, on_issue)
@@ -56,7 +58,7 @@ def read_rows(raw: IO[bytes], on_issue: Callable[[RowIssue], None]) -> Iterator[
             continue
         first = seen.setdefault((row.creator, row.url), number)
         if first != number:
-            on_issue(duplicate_issue(number, first, row.creator))
+            on_issue(duplicate_issue(number, first, row.creator, row.url))
             continue
         yield row
     if not data_rows:

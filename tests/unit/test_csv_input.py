@@ -111,6 +111,7 @@ def test_a_line_over_the_limit_is_skipped_unread_and_named():
     rows, issues = parse(data)
     assert [(line, creator) for line, creator, _ in rows] == [(3, "bob")]
     assert [(i.line, i.message) for i in issues] == [(2, "line longer than 1,048,576 bytes")]
+    assert issues[0].value == "a" * 200 + "…"  # its start, read as it streamed past
 
 
 @pytest.mark.parametrize(
@@ -143,3 +144,30 @@ def test_tile_order_newest_first_then_csv_order_missing_dates_last():
     (item,) = json.loads(out.getvalue())
     ordered = [url.rsplit("/", 1)[1] for url in item["urls"]]
     assert ordered == ["new.jpg", "tie1.jpg", "tie2.jpg", "old.jpg", "none1.jpg", "none2.jpg"]
+
+
+def test_every_issue_quotes_its_value_and_column_with_credentials_masked():
+    text = (
+        "creator_name,cover_url,updated_at\n"
+        "alice,javascript:alert(1),2025-01-01\n"  # 2
+        "bob,https://user:secret@cdn.example/b.jpg?x=1 2,2025-01-01\n"  # 3
+        "carol,https://cdn.example/c.jpg,next tuesday\n"  # 4
+        ",https://cdn.example/d.jpg,\n"  # 5
+        'dave,"https://cdn.example/e.jpg\n'  # 6
+        "erin\n"  # 7
+        "carol,https://cdn.example/c.jpg,2025-01-02\n"  # 8: a repeat of line 4's URL
+        + "x" * 600
+        + ",https://cdn.example/f.jpg,\n"  # 9
+    )
+    _, issues = parse(text)
+    assert [(i.line, i.column, i.value) for i in issues] == [
+        (2, "cover_url", "javascript:alert(1)"),
+        (3, "cover_url", "https://***@cdn.example/b.jpg?x=1 2"),
+        (4, "updated_at", "next tuesday"),
+        (5, "creator_name", ""),
+        (6, "", 'dave,"https://cdn.example/e.jpg'),
+        (7, "", "erin"),
+        (8, "cover_url", "https://cdn.example/c.jpg"),
+        (9, "creator_name", "x" * 200 + "…"),
+    ]
+    assert all("secret" not in str(issue.to_dict()) for issue in issues)

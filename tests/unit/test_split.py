@@ -64,6 +64,8 @@ def test_rejected_rows_are_counted_and_kept_for_the_report():
         "severity": "error",
         "creator": "bob",
         "message": "cover_url scheme must be http or https, got 'none'",
+        "column": "cover_url",
+        "value": "nope",
     }
 
 
