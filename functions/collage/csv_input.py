@@ -187,7 +187,7 @@ def check_record(
     at = layout.updated_at
     stamp = record[at].strip() if at is not None and at < len(record) else ""
     fields = {"creator_name": creator, "cover_url": url, "updated_at": stamp}
-    problem = _problem(creator, url, stamp)
+    problem = _problem(fields)
     if problem:
         column, message = problem
         on_issue(RowIssue(line, message, "error", creator[:80], column, quoted(fields[column])))
@@ -199,17 +199,17 @@ def check_record(
     return CoverRow(line, creator, url, stamp)
 
 
-def _problem(creator: str, url: str, stamp: str) -> tuple[str, str] | None:
+def _problem(fields: dict[str, str]) -> tuple[str, str] | None:
     """(the column at fault, why) for a row that cannot be used."""
-    columns = {"creator_name": creator, "cover_url": url, "updated_at": stamp}
-    for column, value in columns.items():
+    for column, value in fields.items():
         if "\ufffd" in value:
             return column, "row is not valid UTF-8"
+    creator = fields["creator_name"]
     if not creator:
         return "creator_name", "missing creator_name"
     if len(creator) > MAX_CREATOR_NAME_LENGTH:
         return "creator_name", f"creator_name longer than {MAX_CREATOR_NAME_LENGTH} characters"
-    problem = check_url(url)
+    problem = check_url(fields["cover_url"])
     return ("cover_url", problem) if problem else None
 
 

@@ -246,15 +246,16 @@ class _Reader:
     def __init__(
         self, chunks: Iterator[bytes | _LongLine], report: Callable[[RowIssue], None]
     ) -> None:
+        too_long = CsvFileError(f"CSV header is longer than {MAX_LINE_BYTES:,} bytes")
         data = next(chunks, b"")
         if isinstance(data, _LongLine):
-            data = data.start + b"\0" * MAX_LINE_BYTES  # only its length matters
+            raise too_long
         if not data:
             raise CsvFileError("CSV file is empty")
         found = _BREAK.search(data)
         end = found.end() if found else len(data)
         if end > MAX_LINE_BYTES + 2:  # its line break included
-            raise CsvFileError(f"CSV header is longer than {MAX_LINE_BYTES:,} bytes")
+            raise too_long
         self.layout = layout_of(header_of(data[:end].decode("utf-8", "replace")))
         self.report, self.data_rows, self.line = report, 0, 2  # the next chunk's first line
         self.chunks = chain([data[end:]], chunks)
