@@ -16,7 +16,6 @@ How the file is read (the README's failure-mode table says the same):
 from __future__ import annotations
 
 import csv
-import re
 import unicodedata
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -24,12 +23,12 @@ from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 from collage.config import MAX_URL_LENGTH
+from collage.engine.url_guard import scrub_text
 
 REQUIRED_COLUMNS = ("creator_name", "cover_url")
 MAX_CREATOR_NAME_LENGTH = 512
 MAX_LINE_BYTES = 1 << 20  # a longer line is reported and skipped unread
 MAX_QUOTED = 200  # characters of an offending value that an issue quotes
-_CREDENTIALS = re.compile(r"(//)[^/?#@\s]*@")
 csv.field_size_limit(MAX_LINE_BYTES)  # fields are bounded by their line, and checked by length
 
 
@@ -59,9 +58,10 @@ class RowIssue:
 
 
 def quoted(value: str) -> str:
-    """A value as an issue quotes it: a URL's user:password@ masked (wherever it stands), cut
-    to MAX_QUOTED characters; the report's JSON escapes the rest."""
-    value = _CREDENTIALS.sub(r"\1***@", value)
+    """A value as an issue quotes it: a URL's user:password@ removed (wherever it stands, as
+    from the cover failures' URLs), cut to MAX_QUOTED characters; the report's JSON escapes
+    the rest."""
+    value = scrub_text(value)
     return value if len(value) <= MAX_QUOTED else value[:MAX_QUOTED] + "…"
 
 
