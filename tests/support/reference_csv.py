@@ -6,6 +6,7 @@ It is what collage.split must give, byte for byte, however Arrow reads the file
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -75,8 +76,6 @@ def tile_order_key(row: CoverRow) -> tuple[int, int, int]:
 
 def reference_split(data: bytes, max_images: int) -> tuple[bytes, dict, list[RowIssue], list]:
     """(items JSON, summary, issues in line order, expected pairs) as split_csv gives them."""
-    import io
-
     issues: list[RowIssue] = []
     groups: dict[str, list[CoverRow]] = {}
     for row in read_rows(io.BytesIO(data), issues.append):
