@@ -166,7 +166,8 @@ def split_csv(
             out.write(b",\n" if summary.creators else b"")
             out.write(_joined(part.items, ",\n"))
             if creators_out is not None:
-                creators_out.write(_joined(part.creators, "\n").to_pybytes() + b"\n")
+                creators_out.write(_joined(part.creators, "\n"))
+                creators_out.write(b"\n")
             summary.rows, summary.covers = summary.rows + part.rows, summary.covers + part.covers
             summary.creators += len(part.items)
         out.write(b"]\n")
