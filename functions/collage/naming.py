@@ -42,13 +42,19 @@ def safe_segment(name: str) -> str:
     return f"{cleaned or 'creator'}-{short_hash(name)}"
 
 
+EXECUTION_DIGEST = 10  # hex characters of the identity's hash that end an execution name
+
+
+def execution_label(label: str) -> str:
+    """The readable part of an execution name (clients find a CSV's runs by it)."""
+    readable = _EXECUTION_UNSAFE.sub("-", unicodedata.normalize("NFKD", label))
+    return readable.strip("-.")[: MAX_EXECUTION_NAME - EXECUTION_DIGEST - 1] or "run"
+
+
 def execution_name(label: str, identity: str) -> str:
     """A readable, valid execution name: the label (CSV name, message id) plus a short hash of
     the full identity (bucket/key/version, message id) so equal labels never collide."""
-    digest = short_hash(identity, 10)
-    readable = _EXECUTION_UNSAFE.sub("-", unicodedata.normalize("NFKD", label))
-    readable = readable.strip("-.")[: MAX_EXECUTION_NAME - len(digest) - 1] or "run"
-    return f"{readable}-{digest}"
+    return f"{execution_label(label)}-{short_hash(identity, EXECUTION_DIGEST)}"
 
 
 def run_timestamp(moment: datetime) -> str:

@@ -106,6 +106,11 @@ def parse_message(body: str) -> CsvMessage:
         raise MessageError(describe(error)) from None
 
 
+def message_execution_name(message_id: str) -> str:
+    """The execution an SQS message starts (a sender can follow it by its message id)."""
+    return execution_name(f"sqs-{message_id}", f"sqs|{message_id}")
+
+
 def run_from_message(
     message_id: str,
     body: str,
@@ -122,7 +127,7 @@ def run_from_message(
         config = build_config(message.processing_config, base=defaults)
     except ConfigError as error:
         raise MessageError(f"processing_config: {error}") from None
-    name = execution_name(f"sqs-{message_id}", f"sqs|{message_id}")
+    name = message_execution_name(message_id)
     return RunRequest(
         name=name,
         trigger="sqs",

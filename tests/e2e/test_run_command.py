@@ -20,7 +20,7 @@ def test_run_writes_the_output_bucket_and_prints_the_summary(tmp_path, covers, c
     captured = capsys.readouterr()
     summary = json.loads(captured.out)  # stdout holds the summary and nothing else
     assert summary["status"] == "succeeded" and summary["collages"] == 1
-    assert "collage run: execution covers-" in captured.err
+    assert "collage: execution covers-" in captured.err
     files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
     assert len(files) == 2
     assert files[0].startswith("s3-trigger/csv-files/covers/collages/gus_")
@@ -58,4 +58,4 @@ def test_message_run_and_a_refused_message(tmp_path, covers, capsys):
     assert summary["collages_at"].endswith("/sqs-trigger/batch-7/collages/")
     path.write_text(json.dumps({**message, "processing_config": {"rows": 0}}))
     assert main(["run", "--message", str(path), "--out", str(tmp_path / "out2")]) == 1
-    assert "refused" in capsys.readouterr().err
+    assert "the message would be refused: processing_config: rows" in capsys.readouterr().err

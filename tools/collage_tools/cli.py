@@ -1,4 +1,5 @@
-"""`collage`: the local tools of the collage processor (run, render, export-urls).
+"""`collage`: the tools around the collage processor (run, serve, submit, watch, render,
+export-urls).
 
 This package (tools/) is never deployed; the Lambda functions run `collage` alone."""
 
@@ -11,6 +12,9 @@ import sys
 # subcommand -> (module under collage_tools.commands, one-line help)
 COMMANDS = {
     "run": ("run", "run the whole workflow on an embedded local AWS (no account needed)"),
+    "serve": ("serve", "serve the local stack as an AWS endpoint on 127.0.0.1 until Ctrl-C"),
+    "submit": ("submit", "start a run on a stack (deployed or served) and follow it"),
+    "watch": ("watch", "follow a run that has started, then print its summary"),
     "render": ("render", "build one collage from local files and/or URLs"),
     "export-urls": ("export_urls", "export cover URLs from a database into the workflow's CSV"),
 }

@@ -11,11 +11,13 @@ What this module bridges, because moto cannot do it without Docker or does not d
    `errorType` that Retry/Catch match on).
 2. EXPRESS map children: moto parses only STANDARD, so `MapExecutionType` is substituted with
    STANDARD here (the deployed template keeps EXPRESS).
-3. EventBridge -> Lambda for S3 uploads: moto's event differs from AWS's (`eTag` vs `etag`),
-   so `upload_csv` builds the AWS-shaped "Object Created" event and invokes the starter.
+3. EventBridge -> Lambda for S3 uploads: moto's event differs from AWS's (`eTag` vs `etag`)
+   and moto has no Lambda rule target, so `upload_csv` builds the AWS-shaped "Object Created"
+   event and invokes the starter (or, with `triggers=True`, every upload does: see triggers.py).
 4. SQS -> Lambda: moto's event source mapping sends one message per call with a fixed
    timestamp and ignores partial batch responses, so `deliver_messages` polls the queue like
-   Lambda's event source mapping does (batches, real attributes, `batchItemFailures`).
+   Lambda's event source mapping does (batches, real attributes, `batchItemFailures`); with
+   `triggers=True` a poller thread calls it, as the mapping would.
 5. The map's recursion depth: moto's map worker recurses once per item, so the recursion
    limit and the thread stack size are raised before any worker thread starts.
 """
@@ -74,14 +76,26 @@ class LambdaContext:
 
 
 class LocalStack:
-    """The whole stack on moto. Use as a context manager; everything is gone on exit."""
+    """The whole stack on moto. Use as a context manager; everything is gone on exit.
+
+    With `triggers=True` the triggers run by themselves, as on AWS: an object put under
+    csv-files/ by any client starts a run, and queued messages are polled and delivered.
+    Without it, tests deliver them step by step (`upload_csv`, `deliver_messages`).
+    """
 
     def __init__(
-        self, *, allow_loopback: bool = False, root: Path | None = None, verbose: bool = False
+        self,
+        *,
+        allow_loopback: bool = False,
+        root: Path | None = None,
+        verbose: bool = False,
+        triggers: bool = False,
     ) -> None:
         self.root = root or project_root()
         self.allow_loopback = allow_loopback
         self.verbose = verbose
+        self._triggers: Any = None
+        self._wire_triggers = triggers
         self._mock: Any = None
         self._saved_env: dict[str, str | None] = {}
         self._saved_invoke: Any = None
@@ -125,11 +139,17 @@ class LocalStack:
         self.store = Store()  # clients made under the mock, on first use
         self._install_lambda_dispatcher()
         self._create_resources()
+        if self._wire_triggers:
+            from collage_tools.triggers import Triggers
+
+            self._triggers = Triggers(self).start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         from moto.awslambda.models import LambdaBackend
 
+        if self._triggers is not None:
+            self._triggers.stop()
         if self._saved_invoke is not None:
             LambdaBackend.invoke = self._saved_invoke  # type: ignore[method-assign]
         if self._mock is not None:
@@ -162,12 +182,25 @@ class LocalStack:
             return self.names[f"{target}.{attribute}"]
         return value
 
+    def _resolve_all(self, value: Any) -> Any:
+        """`_resolve` through nested lists and mappings (an event pattern, say)."""
+        value = self._resolve(value)
+        if isinstance(value, dict):
+            return {key: self._resolve_all(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [self._resolve_all(item) for item in value]
+        return value
+
     def _create_resources(self) -> None:
         s3, sqs = self.store.s3, self.client("sqs")
         for logical, short in BUCKETS.items():
             name = f"{STACK}-{short}"
             s3.create_bucket(Bucket=name)
             self.names[logical] = name
+        s3.put_bucket_notification_configuration(  # EventBridgeEnabled, as in the template
+            Bucket=self.names["InputBucket"],
+            NotificationConfiguration={"EventBridgeConfiguration": {}},
+        )
         dlq = sqs.create_queue(QueueName=f"{STACK}-dlq")["QueueUrl"]
         dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]
         queue_props = self.template["Resources"]["ProcessingQueue"]["Properties"]
@@ -186,6 +219,43 @@ class LocalStack:
         self.names["CollageStateMachine"] = machine_arn
         self._create_functions()
         self._create_state_machine(machine_name)
+        self._create_upload_rule()
+        self._register_stack()
+
+    def _create_upload_rule(self) -> None:
+        """The EventBridge rule SAM makes of StartFromS3Function's CsvUploaded event."""
+        event = self.template["Resources"]["StartFromS3Function"]["Properties"]["Events"]
+        pattern = self._resolve_all(event["CsvUploaded"]["Properties"]["Pattern"])
+        events, rule = self.client("events"), f"{STACK}-CsvUploaded"
+        events.put_rule(Name=rule, EventPattern=json.dumps(pattern), State="ENABLED")
+        target = self.names["StartFromS3Function.Arn"]
+        events.put_targets(Rule=rule, Targets=[{"Id": "StartFromS3", "Arn": target}])
+
+    def _register_stack(self) -> None:
+        """A CloudFormation stack named STACK whose outputs are the template's, with the local
+        values, so `describe-stacks` finds this stack's resources as it finds a deployed one's."""
+        values = self.outputs()
+        template = {
+            "Resources": {"LocalStack": {"Type": "AWS::CloudFormation::WaitConditionHandle"}},
+            "Outputs": {key: {"Value": value} for key, value in values.items()},
+        }
+        with warnings.catch_warnings():  # moto names the placeholder resource it skips
+            warnings.simplefilter("ignore", UserWarning)
+            self.client("cloudformation").create_stack(
+                StackName=STACK, TemplateBody=json.dumps(template)
+            )
+
+    def outputs(self) -> dict[str, str]:
+        """The template's Outputs that name a resource, with this stack's values."""
+        outputs = {}
+        for key, output in self.template.get("Outputs", {}).items():
+            try:  # outputs of resources the local stack has not (the alarm topic, the console)
+                value = self._resolve(output["Value"])
+            except KeyError:
+                continue
+            if isinstance(value, str):
+                outputs[key] = value
+        return outputs
 
     def _create_functions(self) -> None:
         import io
@@ -374,50 +444,19 @@ class LocalStack:
         machine = self.names["CollageStateMachine"]
         return machine.replace(":stateMachine:", ":execution:") + ":" + name
 
-    def wait(
-        self,
-        name: str,
-        timeout: float = 3600.0,
-        progress: Callable[[str], None] | None = None,
-    ) -> dict[str, Any]:
-        """Poll the execution until it ends; report creators done so far through `progress`."""
+    def wait(self, name: str, timeout: float = 3600.0) -> dict[str, Any]:
+        """Poll the execution until it ends (tests; the commands follow runs with stack_client)."""
         sfn = self.store.sfn
-        arn, ends, last = self.execution_arn(name), time.monotonic() + timeout, ""
+        arn, ends = self.execution_arn(name), time.monotonic() + timeout
         while True:
             described = sfn.describe_execution(executionArn=arn)
             if described["status"] in TERMINAL:
                 return dict(described)
-            if progress:
-                note = self._progress_note(name)
-                if note != last:
-                    progress(note)
-                    last = note
             if time.monotonic() > ends:
                 raise TimeoutError(
                     f"execution {name} still {described['status']} after {timeout:.0f} s"
                 )
             time.sleep(0.2)
-
-    def _progress_note(self, name: str) -> str:
-        temp, prefix = self.names["TempBucket"], f"runs/{name}/"
-        if not self.store.head_object(temp, f"{prefix}creators.jsonl"):
-            return "splitting the CSV"
-        creators = sum(1 for _ in self.store.iter_lines(temp, f"{prefix}creators.jsonl"))
-        done = len(self.store.list_keys(temp, f"{prefix}results/"))
-        return f"rendered {done}/{creators} creators"
-
-    def download_bucket(self, logical: str, directory: Path) -> list[Path]:
-        """Write every object of a bucket under `directory` at its key (never outside it)."""
-        bucket, root = self.names[logical], directory.resolve()
-        written = []
-        for key in self.store.list_keys(bucket, ""):
-            target = (root / key).resolve()
-            if not target.is_relative_to(root):
-                raise ValueError(f"refusing to write {key!r} outside {root}")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(self.store.s3.get_object(Bucket=bucket, Key=key)["Body"].read())
-            written.append(target)
-        return written
 
 
 def s3_object_created_event(bucket: str, key: str, size: int, etag: str) -> dict[str, Any]:

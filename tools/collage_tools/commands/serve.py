@@ -1,0 +1,94 @@
+"""`collage serve`: the whole local stack behind an AWS endpoint on 127.0.0.1, until Ctrl-C.
+
+The embedded stack of `collage run` (buckets, queue, DLQ, state machine, functions, the
+upload rule and the queue's event source mapping, all from template.yaml) served by moto's
+server, so any AWS client can use it: `aws --endpoint-url`, boto3 with `endpoint_url`, or
+`collage submit --endpoint-url`. An upload under csv-files/ or a message on the queue starts a
+run exactly as on AWS. State lives in this process only: stopping it forgets everything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import signal
+import sys
+import threading
+from typing import Any, TextIO
+
+DEFAULT_PORT = 4599  # beside LocalStack's 4566, so both can run
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=DEFAULT_PORT,
+        help=f"port on 127.0.0.1 (0: any free one; default {DEFAULT_PORT})",
+    )
+    parser.add_argument(
+        "--allow-loopback",
+        action="store_true",
+        help="allow cover URLs on 127.0.0.1/localhost (local covers only, never deployed)",
+    )
+    parser.add_argument("--verbose", action="store_true", help="log every request and handler")
+
+
+def run(args: argparse.Namespace) -> int:
+    from collage_tools.emulator import STACK, LocalStack
+
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    announce = sys.stdout
+    with contextlib.ExitStack() as scope:
+        # Handlers print metrics (EMF lines) on stdout: kept off the announcement unless verbose.
+        quiet = open(os.devnull, "w")  # noqa: SIM115 - closed by the exit stack
+        sink = sys.stderr if args.verbose else scope.enter_context(quiet)
+        scope.enter_context(contextlib.redirect_stdout(sink))
+        local = scope.enter_context(
+            LocalStack(allow_loopback=args.allow_loopback, verbose=args.verbose, triggers=True)
+        )
+        try:
+            endpoint = scope.enter_context(_server(args.port, args.verbose))
+        except OSError as error:
+            print(f"collage serve: port {args.port}: {error.strerror or error}", file=sys.stderr)
+            return 1
+        _announce(announce, endpoint, STACK, local.outputs())
+        with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is the way to stop
+            stopping.wait()
+    print("collage serve: stopped; the local stack and its objects are gone", file=sys.stderr)
+    return 0
+
+
+@contextlib.contextmanager
+def _server(port: int, verbose: bool) -> Any:
+    """moto's server on 127.0.0.1, over the same in-process backends as the local stack."""
+    from moto.server import ThreadedMotoServer
+
+    if not verbose:
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=verbose)
+    server.start()
+    try:
+        host, bound = server.get_host_and_port()
+        yield f"http://{host}:{bound}"
+    finally:
+        server.stop()
+
+
+def _announce(out: TextIO, endpoint: str, stack: str, outputs: dict[str, str]) -> None:
+    lines = [
+        f"endpoint: {endpoint}",
+        f"region: us-east-1 (any access key works; stack name {stack})",
+        *(f"{key}: {value}" for key, value in outputs.items()),
+        "",
+        f"  aws --endpoint-url {endpoint} s3 cp covers.csv "
+        f"s3://{outputs['InputBucketName']}/csv-files/",
+        f"  collage submit covers.csv --endpoint-url {endpoint}",
+        "",
+        "ready: state lives in this process only; Ctrl-C stops it and forgets everything",
+    ]
+    out.write("\n".join(lines) + "\n")
+    out.flush()
