@@ -245,3 +245,48 @@ def test_an_unknown_stack_or_execution_is_named(served, tmp_path):
     assert missing.returncode == 1 and "stack 'no-such-stack'" in missing.stderr
     unknown = collage(served, "watch", "no-such-run")
     assert unknown.returncode == 1 and "execution 'no-such-run'" in unknown.stderr
+
+
+def test_the_aws_cli_starts_runs_as_on_aws(served, covers, tmp_path):
+    """The README's own commands: `aws s3 cp` and `aws sqs send-message` at the endpoint."""
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "AWS_ACCESS_KEY_ID": "user",
+        "AWS_SECRET_ACCESS_KEY": "user",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    aws_cli = [str(Path(sys.executable).parent / "aws"), "--endpoint-url", served["endpoint"]]
+    source = tmp_path / "from-cli.csv"
+    source.write_text(csv_text([("gil", covers[10], "2025-01-01")]))
+    target = f"s3://{served['InputBucketName']}/csv-files/from-cli.csv"
+    copied = subprocess.run([*aws_cli, "s3", "cp", str(source), target], env=env, timeout=60)
+    assert copied.returncode == 0
+    message = tmp_path / "message.json"
+    message.write_text(
+        json.dumps(
+            {"processing_type": "csv_data", "csv_data": source.read_text(), "output_prefix": "cli"}
+        )
+    )
+    send = [*aws_cli, "sqs", "send-message", "--queue-url", served["ProcessingQueueUrl"]]
+    send += ["--message-body", f"file://{message}", "--output", "json"]
+    sent = subprocess.run(
+        send,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert sent.returncode == 0, sent.stderr
+    message_run = message_execution_name(json.loads(sent.stdout)["MessageId"])
+    list_runs = [*aws_cli, "stepfunctions", "list-executions", "--state-machine-arn"]
+    list_runs += [served["StateMachineArn"], "--query", "executions[].name", "--output", "json"]
+    upload_runs, ends = [], time.monotonic() + 30  # the upload's event is delivered async
+    while not upload_runs and time.monotonic() < ends:
+        listed = subprocess.run(list_runs, env=env, capture_output=True, text=True, timeout=60)
+        upload_runs = [n for n in json.loads(listed.stdout) if n.startswith("from-cli-")]
+    assert len(upload_runs) == 1, listed.stdout
+    for name in (upload_runs[0], message_run):
+        watched = collage(served, "watch", name)
+        assert watched.returncode == 0, watched.stderr
+        assert json.loads(watched.stdout)["collages"] == 1

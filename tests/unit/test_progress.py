@@ -24,11 +24,11 @@ class Clock:
 def test_a_snapshot_reads_as_a_bar_with_counts():
     line = Snapshot("RenderCollages", 83.0, total=40, done=9, failed=1, pending=30).line(width=20)
     assert line == (
-        "[#####...............] 10/40 creators · 9 done · 1 failed · 30 pending"
-        " · RenderCollages · 1:23"
+        "1:23 [#####...............] 10/40 creators · 9 done · 1 failed · 30 pending"
+        " · RenderCollages"
     )
-    assert Snapshot("SplitByCreator", 4.9).line() == "SplitByCreator · 0:04"
-    assert Snapshot("Aggregate", 0, total=0).line(width=4).startswith("[####] 0/0 creators")
+    assert Snapshot("SplitByCreator", 4.9).line() == "0:04 SplitByCreator"
+    assert Snapshot("Aggregate", 0, total=0).line(width=4).startswith("0:00 [####] 0/0 creators")
 
 
 def test_in_a_log_steps_always_show_and_counts_at_most_every_interval():
@@ -44,9 +44,9 @@ def test_in_a_log_steps_always_show_and_counts_at_most_every_interval():
     progress.close("collage: SUCCEEDED")
     lines = out.getvalue().splitlines()
     assert [line.split(" · ")[0] for line in lines] == [
-        "SplitByCreator",
-        "[" + "." * 24 + "] 0/10 creators",
-        "[" + "#" * 14 + "." * 10 + "] 6/10 creators",
+        "0:00 SplitByCreator",
+        "0:02 [" + "." * 20 + "] 0/10 creators",
+        "0:08 [" + "#" * 12 + "." * 8 + "] 6/10 creators",
         "collage: SUCCEEDED",
     ]
     assert "\r" not in out.getvalue() and "\x1b" not in out.getvalue()
@@ -60,9 +60,9 @@ def test_in_a_terminal_one_line_is_redrawn_within_its_width(monkeypatch):
     progress.show(Snapshot("RenderCollages", 1, total=2, done=1, pending=1))
     progress.close("collage: SUCCEEDED")
     text = out.getvalue()
-    assert text.count("\n") == 2 and text.endswith("0:01\ncollage: SUCCEEDED\n")
-    assert text.startswith("\r\x1b[2KSplitByCreator · 0:00\r\x1b[2K[")
+    assert text.count("\n") == 2 and text.endswith("RenderCollages\ncollage: SUCCEEDED\n")
+    assert text.startswith("\r\x1b[2K0:00 SplitByCreator\r\x1b[2K0:01 [")
     monkeypatch.setenv("COLUMNS", "40")  # a narrow terminal: cut, never wrapped
     narrow = Terminal()
     ProgressLine(narrow).show(Snapshot("RenderCollages", 1, total=2, done=1, pending=1))
-    assert narrow.getvalue() == "\r\x1b[2K[############............] 1/2 creators"
+    assert narrow.getvalue() == "\r\x1b[2K0:01 [##########..........] 1/2 creator"

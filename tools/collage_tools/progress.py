@@ -25,16 +25,18 @@ class Snapshot:
     failed: int = 0
     pending: int = 0
 
-    def line(self, width: int = 24) -> str:
+    def line(self, width: int = 20) -> str:
+        """`0:42 [####....] 12/40 creators · 11 done · 1 failed · 28 pending · RenderCollages`:
+        what matters most first, so a narrow terminal cuts the step's name, not the counts."""
         clock = f"{int(self.elapsed) // 60}:{int(self.elapsed) % 60:02d}"
         if self.total is None:
-            return f"{self.state} · {clock}"
+            return f"{clock} {self.state}"
         finished = self.done + self.failed
         filled = width * finished // self.total if self.total else width
         bar = "#" * filled + "." * (width - filled)
         return (
-            f"[{bar}] {finished}/{self.total} creators · {self.done} done · "
-            f"{self.failed} failed · {self.pending} pending · {self.state} · {clock}"
+            f"{clock} [{bar}] {finished}/{self.total} creators · {self.done} done · "
+            f"{self.failed} failed · {self.pending} pending · {self.state}"
         )
 
 
