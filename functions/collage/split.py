@@ -33,6 +33,7 @@ import pyarrow.dataset as ds
 from collage.config import MAX_URL_LENGTH
 from collage.csv_input import (
     BLANK,
+    ENCODING_SAMPLE,
     MAX_CREATOR_NAME_LENGTH,
     MAX_LINE_BYTES,
     MAX_QUOTED,
@@ -42,6 +43,8 @@ from collage.csv_input import (
     check_line,
     check_record,
     duplicate_issue,
+    encoding_issue,
+    file_encoding,
     header_of,
     layout_of,
     parse_moment,
@@ -143,8 +146,12 @@ def split_csv(
         if on_issue:
             on_issue(issue)
 
+    head = raw.read(ENCODING_SAMPLE)
+    encoding = file_encoding(head)
+    if guessed := encoding_issue(encoding):
+        report(guessed)
     per_part = limits.partition_creators
-    reader = _Reader(_chunks(_utf8(raw), limits.chunk_bytes), report)
+    reader = _Reader(_chunks(_utf8(raw, head, encoding), limits.chunk_bytes), report)
     with tempfile.TemporaryDirectory(prefix="split-", dir=spill_dir) as parts:
         ds.write_dataset(
             reader.batches(per_part), parts, schema=_ROWS, format="arrow",
@@ -175,15 +182,16 @@ def split_csv(
     return summary
 
 
-def _utf8(raw: IO[bytes], size: int = 1 << 20) -> Iterator[bytes]:
-    """The file's bytes as UTF-8: as they are (BOM dropped), or transcoded from UTF-16."""
-    head = raw.read(4)
-    if head[:2] not in (b"\xff\xfe", b"\xfe\xff"):
-        yield head.removeprefix(b"\xef\xbb\xbf")
-        yield from iter(lambda: raw.read(size), b"")
+def _utf8(raw: IO[bytes], head: bytes, encoding: str, size: int = 1 << 20) -> Iterator[bytes]:
+    """The file's bytes as UTF-8 (`head` is its start, already read): as they are, without a
+    BOM, or transcoded from `encoding` (file_encoding's answer)."""
+    rest = iter(lambda: raw.read(size), b"")
+    if encoding in ("utf-8", "utf-8-sig"):
+        yield head.removeprefix(codecs.BOM_UTF8)
+        yield from rest
         return
-    decoder = codecs.getincrementaldecoder("utf-16")("replace")
-    for data in (head, *iter(lambda: raw.read(size), b"")):
+    decoder = codecs.getincrementaldecoder(encoding)("replace")
+    for data in (head, *rest):
         yield decoder.decode(data).encode()
     yield decoder.decode(b"", final=True).encode()
 

@@ -14,12 +14,15 @@ from typing import IO
 
 from collage.csv_input import (
     BLANK,
+    ENCODING_SAMPLE,
     MAX_LINE_BYTES,
     CoverRow,
     CsvFileError,
     RowIssue,
     check_line,
     duplicate_issue,
+    encoding_issue,
+    file_encoding,
     header_of,
     layout_of,
     parse_moment,
@@ -31,15 +34,19 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def lines_of(data: bytes) -> list[bytes]:
-    """The file's physical lines as UTF-8 (a BOM dropped, UTF-16 with a BOM transcoded)."""
-    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
-        return data.decode("utf-16", "replace").encode().splitlines()
-    return data.removeprefix(b"\xef\xbb\xbf").splitlines()
+    """The file's physical lines as UTF-8 (a BOM dropped, other encodings transcoded)."""
+    encoding = file_encoding(data[:ENCODING_SAMPLE])
+    if encoding in ("utf-8", "utf-8-sig"):
+        return data.removeprefix(b"\xef\xbb\xbf").splitlines()
+    return data.decode(encoding, "replace").encode().splitlines()
 
 
 def read_rows(raw: IO[bytes], on_issue: Callable[[RowIssue], None]) -> Iterator[CoverRow]:
     """Every usable row, repeats of a creator's URL left out; on_issue sees every problem."""
-    lines = lines_of(raw.read())
+    data = raw.read()
+    if guessed := encoding_issue(file_encoding(data[:ENCODING_SAMPLE])):
+        on_issue(guessed)
+    lines = lines_of(data)
     if not lines:
         raise CsvFileError("CSV file is empty")
     if len(lines[0]) > MAX_LINE_BYTES:

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from collage.csv_input import CsvFileError
+from collage.csv_input import CsvFileError, file_encoding
 from collage.split import split_csv
 
 
@@ -96,10 +96,41 @@ def test_row_problems_are_named_with_their_line_and_the_rest_proceeds():
 def test_invalid_utf8_row_is_reported_not_fatal():
     data = (
         b"creator_name,cover_url\nal\xffice,https://a.example/1.jpg\nbob,https://a.example/2.jpg\n"
+        + "zoë,https://a.example/3.jpg\n".encode()  # a UTF-8 character: the file is UTF-8
     )
     rows, issues = parse(data)
-    assert [creator for _, creator, _ in rows] == ["bob"]
+    assert [creator for _, creator, _ in rows] == ["bob", "zoë"]
     assert issues[0].line == 2 and "UTF-8" in issues[0].message
+
+
+@pytest.mark.parametrize(
+    ("codec", "encoding", "named"),
+    [
+        ("cp1252", "cp1252", "Windows-1252"),
+        ("latin-1", "cp1252", "Windows-1252"),
+        ("utf-16-le", "utf-16-le", "UTF-16 (little-endian)"),
+        ("utf-16-be", "utf-16-be", "UTF-16 (big-endian)"),
+    ],
+)
+def test_a_file_without_bom_that_is_not_utf8_is_read_in_its_encoding(codec, encoding, named):
+    text = (
+        "creator_name,cover_url\nZoë Müller,https://a.example/1.jpg\nbob,https://a.example/2.jpg\n"
+    )
+    data = text.encode(codec)
+    assert file_encoding(data) == encoding
+    rows, issues = parse(data)
+    assert [creator for _, creator, _ in rows] == ["Zoë Müller", "bob"]
+    assert [(i.line, i.severity, i.message) for i in issues] == [
+        (1, "warning", f"file has no BOM and is not UTF-8: read as {named}")
+    ]
+
+
+def test_utf8_files_and_boms_are_not_guessed():
+    assert file_encoding(b"creator_name,cover_url\nabc,https://x/\n") == "utf-8"
+    assert file_encoding("creator_name\nZoë".encode()[:-1]) == "utf-8"  # a character cut short
+    assert file_encoding(b"\xef\xbb\xbfcreator_name") == "utf-8-sig"
+    assert file_encoding("creator_name".encode("utf-16")) == "utf-16"
+    assert file_encoding(b"creator_name,cover_url\n\xff\xfe" + "é".encode()) == "utf-8"
 
 
 def test_a_line_over_the_limit_is_skipped_unread_and_named():
