@@ -14,7 +14,14 @@ from datetime import UTC, datetime
 MAX_SAFE_NAME = 100  # characters of the readable part of a key segment
 # The tail safe_segment gives a changed name; a name that already ends like it gets one too.
 _HASH_TAIL = re.compile(r"-[0-9a-f]{8}$")
-_UNSAFE = re.compile(r"[\x00-\x1f\x7f/\\:*?\"<>|#%{}^~`\[\]]+")
+# Path and shell characters, C0/C1 controls, and the invisible ones: zero-width characters,
+# bidi overrides and isolates, soft hyphen, BOM, line and paragraph separators.
+_UNSAFE = re.compile(
+    r"[\x00-\x1f\x7f-\x9f/\\:*?\"<>|#%{}^~`\[\]"
+    r"\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb]+"
+)
+# Names Windows keeps for devices, with or without an extension ("con", "com1.txt").
+_WINDOWS_RESERVED = re.compile(r"^(con|prn|aux|nul|com[0-9¹²³]|lpt[0-9¹²³])(\.|$)", re.IGNORECASE)
 _SEPARATORS = re.compile(r"[\s_]+")
 # Execution names: 1-80 chars, no whitespace nor <>{}[]?*"#%\^|~`$&,;:/ and no control characters.
 _EXECUTION_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
@@ -26,20 +33,26 @@ def short_hash(text: str, length: int = 8) -> str:
 
 
 def safe_segment(name: str) -> str:
-    """A readable, safe S3 key segment for `name`; distinct names always give distinct segments.
+    """A readable, safe S3 key segment for `name`; distinct names always give distinct segments,
+    also where keys are compared without case (a download to macOS or Windows).
 
-    Path separators, `..`, control and shell-hostile characters become `_`, the result is cut
-    to MAX_SAFE_NAME characters; letters of any script stay readable. Whenever the result
-    differs from the name itself, a short hash of the original is appended, so two names that
-    neutralise alike (`a/b` and `a\\b`) never share a key.
+    Path separators, `..`, control, invisible and shell-hostile characters become `_`, the
+    result is cut to MAX_SAFE_NAME characters; letters of any script stay readable. A short hash
+    of the original is appended whenever the result differs from the name itself, so two names
+    that neutralise alike (`a/b` and `a\\b`) never share a key; and to any name with capitals
+    or that Windows reserves (`con`), so `Alice` and `alice` differ without their case.
     """
     text = unicodedata.normalize("NFC", name)
     cleaned = _UNSAFE.sub("_", text)
     cleaned = _SEPARATORS.sub("_", cleaned).strip("._-")
     cleaned = re.sub(r"\.{2,}", "_", cleaned)[:MAX_SAFE_NAME].rstrip("._-")
-    if cleaned == name and cleaned and not _HASH_TAIL.search(name):
+    if cleaned == name and cleaned == cleaned.lower() and not _needs_tail(name):
         return cleaned
     return f"{cleaned or 'creator'}-{short_hash(name)}"
+
+
+def _needs_tail(cleaned: str) -> bool:
+    return not cleaned or bool(_HASH_TAIL.search(cleaned) or _WINDOWS_RESERVED.match(cleaned))
 
 
 EXECUTION_DIGEST = 10  # hex characters of the identity's hash that end an execution name

@@ -10,12 +10,31 @@ from collage.naming import (
 
 def test_plain_names_stay_as_they_are():
     assert safe_segment("alice") == "alice"
-    assert safe_segment("Émilie_Ré") == "Émilie_Ré"
+    assert safe_segment("émilie_ré") == "émilie_ré"
+    assert safe_segment("Émilie_Ré").startswith("Émilie_Ré-")  # capitals: see below
 
 
-def test_unicode_names_stay_readable():
-    name = safe_segment("小红书 创作者")
-    assert name.startswith("小红书_创作者-")
+def test_names_that_differ_by_case_differ_without_it():
+    """S3 keys are case-sensitive; a Mac or Windows folder is not: `aws s3 sync` of `Alice_...`
+    and `alice_...` would keep one file. A name with capitals gets its hash tail."""
+    names = ["alice", "Alice", "ALICE", "aLiCe", "Ωmega", "ωmega", "straße", "STRASSE"]
+    segments = [safe_segment(n) for n in names]
+    assert len({s.casefold() for s in segments}) == len(names)
+    assert segments[0] == "alice" and segments[1].startswith("Alice-")
+
+
+def test_invisible_and_reserved_names_get_their_own_readable_key():
+    invisible = ["ali\u200bce", "ali\u202ece", "\u2066alice\u2069", "alice\ufeff", "ali\u00adce"]
+    windows = ["con", "con.txt", "nul", "com1", "lpt9.jpg", "aux."]
+    trailing = ["alice.", "alice ", "alice. . "]
+    names = ["alice", *invisible, *windows, *trailing]
+    segments = {name: safe_segment(name) for name in names}
+    assert len({s.casefold() for s in segments.values()}) == len(names)
+    for name in invisible:  # the invisible characters become `_`, the rest stays readable
+        assert segments[name].isprintable() and "ali" in segments[name]
+    for name in windows:  # "con-1a2b3c4d" is no device name on Windows
+        assert segments[name].startswith(name.rstrip(".") + "-")
+    assert safe_segment("console") == "console" and safe_segment("conan") == "conan"
 
 
 def test_hostile_names_are_neutralised():
