@@ -93,6 +93,12 @@ def test_nothing_rendered_exits_1_and_writes_nothing(tmp_path: Path, capsys) -> 
         (["--tile", "216"], "--tile must look like 216x384"),
         (["--rows", "0"], "rows: Input should be greater than or equal to 1, got 0"),
         (["--background", "red"], "background must be a colour"),
+        (["--timeout", "nan"], "timeout: Input should be a finite number, got nan"),
+        (
+            ["--rows", "20", "--cols", "20", "--tile", "2048x2048"],
+            "collage render: rows x cols x tile_width x tile_height = 20 x 20 x 2048 x 2048 = a "
+            "40960 x 40960 canvas of 1,677,721,600 pixels, over the cap of 80,000,000",
+        ),
     ],
 )
 def test_bad_options_exit_2(tmp_path: Path, capsys, option, message) -> None:

@@ -102,6 +102,13 @@ def test_message_gives_a_run_under_sqs_trigger_with_its_config():
             "max_workers: Input should be less than or equal to 64",
         ),
         (message(processing_config="big"), "processing_config: Input should be a valid dictionary"),
+        (
+            message(
+                processing_config={"rows": 20, "cols": 20, "tile_width": 2048, "tile_height": 2048}
+            ),
+            "processing_config: rows x cols x tile_width x tile_height = 20 x 20 x 2048 x 2048 "
+            "= a 40960 x 40960 canvas of 1,677,721,600 pixels, over the cap of 80,000,000",
+        ),
         (message(csv_data="x" * (1024 * 1024 + 1)), "larger than"),
     ],
 )
