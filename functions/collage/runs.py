@@ -115,9 +115,6 @@ def run_from_message(
 ) -> RunRequest:
     """The run for one SQS message; raises MessageError naming what is wrong with it."""
     message = parse_message(body)
-    prefix = clean_prefix(message.output_prefix)
-    if not prefix:
-        raise MessageError(f"output_prefix: names no folder, got {message.output_prefix[:60]!r}")
     try:
         config = build_config(message.processing_config, base=defaults)
     except ConfigError as error:
@@ -129,7 +126,7 @@ def run_from_message(
         source_bucket=input_bucket,
         source_key=f"{INBOX_PREFIX}{name}.csv",
         timestamp=run_timestamp(sent_at),
-        output_prefix=f"sqs-trigger/{prefix}/collages/",
+        output_prefix=f"sqs-trigger/{message.output_prefix}/collages/",
         config=config,
         csv_data=message.csv_data.encode(),
     )

@@ -115,3 +115,32 @@ def test_message_gives_a_run_under_sqs_trigger_with_its_config():
 def test_bad_messages_are_refused_with_a_clear_reason(body, reason):
     with pytest.raises(MessageError, match=reason):
         run_from_message("m-1", body, SENT, "in", ProcessingConfig())
+
+
+def test_an_ordinary_output_prefix_is_used_as_given():
+    request = run_from_message(
+        "m-1", message(output_prefix="campaigns/2025-01"), SENT, "in", ProcessingConfig()
+    )
+    assert request.output_prefix == "sqs-trigger/campaigns/2025-01/collages/"
+
+
+@pytest.mark.parametrize(
+    ("prefix", "reason"),
+    [
+        ("../../etc", "has a '..' segment, got '../../etc'"),
+        ("/x", "is absolute (starts with /), got '/x'"),
+        ("a//b", "has an empty folder name"),
+        ("a\x00b", "contains the control character U+0000 at position 1, got 'a\\x00b'"),
+        ("a\x1bb", "contains the control character U+001B at position 1"),
+        ("a\\b", "contains a backslash at position 1"),
+        ("p" * 300, "longer than 256 bytes of UTF-8 (300)"),
+        ("/./", "names no folder"),
+        ("", "names no folder"),
+        (5, "Input should be a valid string, got 5"),
+    ],
+)
+def test_a_hostile_output_prefix_refuses_the_message(prefix, reason):
+    with pytest.raises(MessageError) as refused:
+        run_from_message("m-1", message(output_prefix=prefix), SENT, "in", ProcessingConfig())
+    assert str(refused.value).startswith("output_prefix: ")
+    assert reason in str(refused.value)
