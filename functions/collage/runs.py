@@ -96,8 +96,9 @@ def parse_message(body: str) -> CsvMessage:
         raise MessageError(f"message body larger than {MAX_MESSAGE_CSV_BYTES} bytes")
     try:
         document = json.loads(body)
-    except json.JSONDecodeError as error:
-        raise MessageError(f"message body is not valid JSON: {error}") from None
+    except (ValueError, RecursionError) as error:  # also a 5,000-digit number, deep nesting
+        reason = str(error).split(";")[0][:120]
+        raise MessageError(f"message body is not valid JSON: {reason}") from None
     if not isinstance(document, dict):
         raise MessageError("message body must be a JSON object")
     try:

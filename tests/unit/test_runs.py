@@ -144,3 +144,15 @@ def test_a_hostile_output_prefix_refuses_the_message(prefix, reason):
         run_from_message("m-1", message(output_prefix=prefix), SENT, "in", ProcessingConfig())
     assert str(refused.value).startswith("output_prefix: ")
     assert reason in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"rows": ' + "9" * 5000 + "}",  # more digits than Python converts
+        "[" * 100_000 + "]" * 100_000,  # deeper than the parser recurses
+    ],
+)
+def test_json_that_python_cannot_parse_is_refused_not_raised(body):
+    with pytest.raises(MessageError, match="message body is not valid JSON: "):
+        run_from_message("m-1", body, SENT, "in", ProcessingConfig())
