@@ -357,6 +357,57 @@ def test_scrub_removes_passwords_in_any_message():
     assert export_urls.scrub(message, ["S3cr3t-P@ss", ""]) == "boom *** and *** and second line"
 
 
+def closed_port() -> int:
+    """A loopback port nothing listens on: connecting to it is refused at once."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+SECRET = "S3cr3t-P@ss/word"
+ENCODED = "S3cr3t-P%40ss%2Fword"
+
+
+@pytest.mark.parametrize(
+    ("db", "env_password", "shown"),
+    [
+        ("mysql+pymysql://reader:{encoded}@127.0.0.1:{port}/app", None, "reader:***@"),
+        ("mysql+pymysql://reader@127.0.0.1:{port}/app", SECRET, "reader:***@"),
+        ("mysql+pymysql://reader@127.0.0.1:{port}/app?password={encoded}", None, "password=***"),
+        pytest.param(
+            "mysql+pymysql://reader@127.0.0.1:{port}/app?passwd={encoded}",
+            None,
+            "passwd=***",
+            marks=pytest.mark.filterwarnings("ignore:'passwd' is deprecated"),
+        ),
+    ],
+    ids=["in-the-url", "from-the-environment", "query-password", "query-passwd"],
+)
+def test_a_refused_connection_never_prints_the_password(
+    tmp_path, capsys, monkeypatch, db, env_password, shown
+):
+    monkeypatch.delenv("COLLAGE_DB_PASSWORD", raising=False)
+    if env_password:
+        monkeypatch.setenv("COLLAGE_DB_PASSWORD", env_password)
+    url = db.format(encoded=ENCODED, port=closed_port())
+    assert export("--db", url, "--table", "covers", "-o", str(tmp_path / "x.csv")) == 1
+    captured = capsys.readouterr()
+    printed = captured.out + captured.err
+    assert "Connection refused" in printed and "(error 2003)" in printed and shown in printed
+    assert SECRET not in printed and ENCODED not in printed and "S3cr3t" not in printed
+    assert printed.count("\n") == 1 and list(tmp_path.iterdir()) == []
+
+
+def test_url_secrets_and_safe_url_cover_the_query():
+    url = dbexport.resolve_url(
+        "mysql+pymysql://u:pw-1@h/db?passwd=pw-2&ssl_ca=/ca.pem&auth_token=pw-3", None, {}
+    )
+    assert dbexport.url_secrets(url) == ["pw-1", "pw-2", "pw-3"]
+    assert dbexport.safe_url(url) == (
+        "mysql+pymysql://u:***@h/db?auth_token=***&charset=utf8mb4&passwd=***&ssl_ca=%2Fca.pem"
+    )
+
+
 def test_progress_lines_every_n_rows(db_url, tmp_path, capsys):
     out = tmp_path / "covers.csv"
     argv = ["--db", db_url, "--table", "covers", "-o", str(out), "--batch", "2"]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import tempfile
 import time
 from collections import Counter
@@ -84,9 +85,24 @@ class ExportStats:
 # --- configuration ------------------------------------------------------------------------------
 
 
+# Query parameters a driver takes a credential from (PyMySQL: ?password=, ?passwd=).
+_SECRET_PARAMETER = re.compile(r"pass|pwd|secret|token|credential", re.IGNORECASE)
+
+
+def url_secrets(url: URL) -> list[str]:
+    """What of the URL must never be shown: its password, and any credential in its query."""
+    values = [str(url.password or "")]
+    for name, value in url.query.items():
+        if _SECRET_PARAMETER.search(name):
+            values.extend([value] if isinstance(value, str) else value)
+    return [v for v in values if v]
+
+
 def safe_url(url: URL) -> str:
-    """The URL for messages: password replaced with ***."""
-    return url.render_as_string(hide_password=True)
+    """The URL for messages: the password, and credentials in the query, replaced with ***."""
+    masked = {name: "***" for name in url.query if _SECRET_PARAMETER.search(name)}
+    text = url.update_query_dict(masked).render_as_string(hide_password=True)
+    return text.replace("=%2A%2A%2A", "=***")
 
 
 def resolve_url(db: str | None, db_env: str | None, environ: Mapping[str, str] = os.environ) -> URL:
