@@ -95,7 +95,7 @@ def _character_problem(prefix: str) -> str | None:
         return f"longer than {MAX_PREFIX_BYTES} bytes of UTF-8 ({size:,})"
     for position, char in enumerate(prefix):
         if unicodedata.category(char) in _INVISIBLE:
-            return f"contains the control character U+{ord(char):04X} at position {position}"
+            return f"contains an unprintable character U+{ord(char):04X} at position {position}"
         if char in _PREFIX_UNSAFE:
             shown = "a backslash" if char == "\\" else repr(char)
             return f"contains {shown} at position {position}, not allowed in a folder name"

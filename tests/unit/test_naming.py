@@ -88,14 +88,14 @@ def test_ordinary_prefixes_are_kept_as_given(prefix, kept):
         ("//x", "is absolute (starts with /)"),
         ("a//b", "has an empty folder name"),
         ("a/ /b", "has an empty folder name"),
-        ("a\x00b", "contains the control character U+0000 at position 1"),
-        ("a\nb", "contains the control character U+000A at position 1"),
-        ("a\tb", "contains the control character U+0009 at position 1"),
-        ("x\x85", "contains the control character U+0085 at position 1"),  # C1 NEL
-        ("evil\u202egpj", "contains the control character U+202E at position 4"),  # bidi
-        ("zero\u200bwidth", "contains the control character U+200B at position 4"),
-        ("a\u2028b", "contains the control character U+2028 at position 1"),
-        ("lone\ud800", "contains the control character U+D800 at position 4"),
+        ("a\x00b", "contains an unprintable character U+0000 at position 1"),
+        ("a\nb", "contains an unprintable character U+000A at position 1"),
+        ("a\tb", "contains an unprintable character U+0009 at position 1"),
+        ("x\x85", "contains an unprintable character U+0085 at position 1"),  # C1 NEL
+        ("evil\u202egpj", "contains an unprintable character U+202E at position 4"),  # bidi
+        ("zero\u200bwidth", "contains an unprintable character U+200B at position 4"),
+        ("a\u2028b", "contains an unprintable character U+2028 at position 1"),
+        ("lone\ud800", "contains an unprintable character U+D800 at position 4"),
         ("a\\..\\b", "contains a backslash at position 1, not allowed in a folder name"),
         ("a%2e%2e%2fb", "contains '%' at position 1, not allowed in a folder name"),
         ("a:b", "contains ':' at position 1"),
