@@ -4,7 +4,9 @@ Every setting has a default (the seed system's), can be set for a whole stack th
 environment variable (`COLLAGE_<NAME>`, filled from template parameters), and can be
 overridden per SQS message through `processing_config`. An unknown key, a wrong type or an
 out-of-range value is refused with a message that names it. A message's values are checked
-strictly (JSON numbers for numbers; `true` is not 1, "5" is not 5); the environment's are text.
+strictly (JSON numbers for numbers; `true` is not 1, "5" is not 5, NaN is not a number); the
+environment's are text. The values are also bounded together: the pixels a collage task holds
+(check_render_size), whichever of the three sources they come from.
 
 The model is a plain dataclass whose constraints are `annotated_types` metadata in its (lazy)
 annotations, so building the defaults imports neither pydantic nor annotated_types (~15 ms,
@@ -23,11 +25,27 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 if TYPE_CHECKING:
     from annotated_types import Interval
+    from pydantic.types import AllowInfNan
 
 # Longest cover URL we accept. With max_images_per_creator <= 100 this keeps every map item
 # (one creator's covers) far below Step Functions' 256 KiB payload limit.
 MAX_URL_LENGTH = 2048
 _HEX = frozenset("0123456789abcdef")
+
+# The settings as a whole bound a collage task's memory. A task holds one page's canvas,
+# rows x cols x tile_width x tile_height pixels, and while an early cover is still downloading,
+# the later ones' tiles (up to max_images_per_creator of tile_width x tile_height) wait for
+# their turn. Measured (build_collage in one process, 1080x1920 JPEG covers, 2 cores), peak RSS
+# rose by at most 7.8 bytes per pixel held (3 for the RGB canvas, 3 for the tiles, the rest
+# decode and encode buffers): a 5x7 page of 1080x1920 tiles (72.6 M px) +538 MB, 10x10 of
+# 540x960 (51.8 M px) +261 MB, one 1080x1920 tile with 99 tiles waiting (207 M px) +815 MB.
+# So RenderMemorySize >= RENDER_BASE_MB + BYTES_PER_HELD_PIXEL x MAX_RENDER_PIXELS / 2^20
+# (90 + 610 = 700 MB), which leaves ~320 MB of the default 1024 MB for the covers in flight
+# (max_workers of them, each at most max_image_bytes) and the upload. The default settings
+# hold 5.8 M px. tests/unit/test_config.py checks this against template.yaml.
+MAX_RENDER_PIXELS = 80_000_000
+BYTES_PER_HELD_PIXEL = 8
+RENDER_BASE_MB = 90  # the render handler's imports (87 MB measured) and the runtime
 
 
 class ConfigError(ValueError):
@@ -42,7 +60,7 @@ class ProcessingConfig:
     cols: Annotated[int, Interval(ge=1, le=20)] = 7
     quality: Annotated[int, Interval(ge=1, le=100)] = 95
     max_workers: Annotated[int, Interval(ge=1, le=64)] = 8
-    timeout: Annotated[float, Interval(ge=1.0, le=300.0)] = 30.0
+    timeout: Annotated[float, Interval(ge=1.0, le=300.0), AllowInfNan(False)] = 30.0
     max_retries: Annotated[int, Interval(ge=0, le=10)] = 3
     max_images_per_creator: Annotated[int, Interval(ge=1, le=100)] = 35
     tile_width: Annotated[int, Interval(ge=16, le=2048)] = 216
@@ -57,6 +75,7 @@ class ProcessingConfig:
         if len(digits) != 6 or not set(digits) <= _HEX:
             raise ConfigError(f"background must be a colour like #1a1a1a, got {self.background!r}")
         object.__setattr__(self, "background", "#" + digits)
+        check_render_size(self)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -65,11 +84,34 @@ class ProcessingConfig:
 FIELD_NAMES = tuple(f.name for f in fields(ProcessingConfig))
 
 
+def check_render_size(config: ProcessingConfig) -> None:
+    """Refuse settings whose canvas, or canvas plus waiting tiles, exceed MAX_RENDER_PIXELS."""
+    tile = config.tile_width * config.tile_height
+    cells = config.rows * config.cols
+    sizes = f"{config.tile_width} x {config.tile_height}"
+    cap = f"over the cap of {MAX_RENDER_PIXELS:,} (a collage task's memory)"
+    if cells * tile > MAX_RENDER_PIXELS:
+        raise ConfigError(
+            f"rows x cols x tile_width x tile_height = {config.rows} x {config.cols} x {sizes} "
+            f"= a {config.cols * config.tile_width} x {config.rows * config.tile_height} canvas "
+            f"of {cells * tile:,} pixels, {cap}"
+        )
+    held = (cells + config.max_images_per_creator) * tile
+    if held > MAX_RENDER_PIXELS:
+        raise ConfigError(
+            "(rows x cols + max_images_per_creator) x tile_width x tile_height = "
+            f"({cells} + {config.max_images_per_creator}) x {sizes} = {held:,} pixels held "
+            f"(a page and the tiles waiting for an earlier cover), {cap}"
+        )
+
+
 def load_constraints() -> None:
     """Make the annotations' names resolvable (pydantic evaluates them in this module)."""
     import annotated_types
+    from pydantic.types import AllowInfNan
 
     globals().setdefault("Interval", annotated_types.Interval)
+    globals().setdefault("AllowInfNan", AllowInfNan)
 
 
 @cache

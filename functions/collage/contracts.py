@@ -13,9 +13,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from collage.config import MAX_URL_LENGTH, ProcessingConfig, load_constraints
+from collage.naming import check_prefix
 from collage.validation import describe
 
 load_constraints()  # before the models below read ProcessingConfig's annotations
@@ -146,8 +147,13 @@ class CsvMessage(BaseModel):
     model_config = ConfigDict(frozen=True)
     processing_type: Literal["csv_data"]
     csv_data: str = Field(min_length=1, pattern=r"\S")  # not blank
-    output_prefix: str = Field(min_length=1)
+    output_prefix: str  # a hostile one is refused, never neutralised: see check_prefix
     processing_config: dict[str, Any] | None = None
+
+    @field_validator("output_prefix")
+    @classmethod
+    def _safe_prefix(cls, value: str) -> str:
+        return check_prefix(value)
 
 
 class RunSummary(BaseModel):

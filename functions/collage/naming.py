@@ -26,6 +26,13 @@ _SEPARATORS = re.compile(r"[\s_]+")
 # Execution names: 1-80 chars, no whitespace nor <>{}[]?*"#%\^|~`$&,;:/ and no control characters.
 _EXECUTION_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 MAX_EXECUTION_NAME = 80
+# A message's output_prefix: at most this many bytes of UTF-8, so that with the trigger's
+# folder, "collages/" and the longest creator key (~440 bytes) an object key stays far below
+# S3's 1,024 bytes. Characters refused in it: the key segments' unsafe set, and any control,
+# format (bidi overrides, zero-width), separator or surrogate character.
+MAX_PREFIX_BYTES = 256
+_PREFIX_UNSAFE = frozenset(':*?"<>|#%{}^~`[]\\')
+_INVISIBLE = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
 
 
 def short_hash(text: str, length: int = 8) -> str:
@@ -82,6 +89,46 @@ def csv_stem(key: str) -> str:
 
 
 def clean_prefix(prefix: str) -> str:
-    """An output prefix from a message, made safe: segments neutralised, no `..`, no leading `/`."""
+    """A folder path from an uploaded CSV's key, made safe: segments neutralised, no `..`, no
+    leading `/` (an upload cannot be refused; a message's output_prefix is, see check_prefix)."""
     parts = [p for p in re.split(r"[/\\]+", prefix or "") if p and p not in (".", "..")]
     return "/".join(safe_segment(p) for p in parts)
+
+
+def check_prefix(prefix: str) -> str:
+    """A message's output_prefix as given, less one trailing `/`, or ValueError with the reason.
+
+    Refused rather than neutralised, so the sender learns why: `..` or `.` segments, an
+    absolute path, `//`, backslashes, control or invisible characters, characters unsafe in a
+    key, over MAX_PREFIX_BYTES, or nothing left that names a folder.
+    """
+    problem = _character_problem(prefix) or _path_problem(prefix.removesuffix("/"))
+    if problem:
+        raise ValueError(problem)
+    return prefix.removesuffix("/")
+
+
+def _character_problem(prefix: str) -> str | None:
+    size = len(prefix.encode("utf-8", "surrogatepass"))  # first: a long one is not scanned
+    if size > MAX_PREFIX_BYTES:
+        return f"longer than {MAX_PREFIX_BYTES} bytes of UTF-8 ({size:,})"
+    for position, char in enumerate(prefix):
+        if unicodedata.category(char) in _INVISIBLE:
+            return f"contains an unprintable character U+{ord(char):04X} at position {position}"
+        if char in _PREFIX_UNSAFE:
+            shown = "a backslash" if char == "\\" else repr(char)
+            return f"contains {shown} at position {position}, not allowed in a folder name"
+    return None
+
+
+def _path_problem(path: str) -> str | None:
+    if not path.strip(" ./"):
+        return "names no folder"
+    if path.startswith("/"):
+        return "is absolute (starts with /)"
+    for segment in path.split("/"):
+        if not segment.strip():
+            return "has an empty folder name (// or a blank one)"
+        if segment in (".", ".."):
+            return f"has a {segment!r} segment"
+    return None

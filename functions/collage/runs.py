@@ -96,8 +96,9 @@ def parse_message(body: str) -> CsvMessage:
         raise MessageError(f"message body larger than {MAX_MESSAGE_CSV_BYTES} bytes")
     try:
         document = json.loads(body)
-    except json.JSONDecodeError as error:
-        raise MessageError(f"message body is not valid JSON: {error}") from None
+    except (ValueError, RecursionError) as error:  # also a 5,000-digit number, deep nesting
+        reason = str(error).split(";")[0][:120]
+        raise MessageError(f"message body is not valid JSON: {reason}") from None
     if not isinstance(document, dict):
         raise MessageError("message body must be a JSON object")
     try:
@@ -120,9 +121,6 @@ def run_from_message(
 ) -> RunRequest:
     """The run for one SQS message; raises MessageError naming what is wrong with it."""
     message = parse_message(body)
-    prefix = clean_prefix(message.output_prefix)
-    if not prefix:
-        raise MessageError(f"output_prefix: names no folder, got {message.output_prefix[:60]!r}")
     try:
         config = build_config(message.processing_config, base=defaults)
     except ConfigError as error:
@@ -134,7 +132,7 @@ def run_from_message(
         source_bucket=input_bucket,
         source_key=f"{INBOX_PREFIX}{name}.csv",
         timestamp=run_timestamp(sent_at),
-        output_prefix=f"sqs-trigger/{prefix}/collages/",
+        output_prefix=f"sqs-trigger/{message.output_prefix}/collages/",
         config=config,
         csv_data=message.csv_data.encode(),
     )

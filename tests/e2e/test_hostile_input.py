@@ -313,3 +313,52 @@ def test_an_oversized_message_is_refused_and_the_rest_of_its_batch_starts(local_
     assert local_stack.wait(execution["name"], timeout=120)["status"] == "SUCCEEDED"
     assert len(keys(local_stack, "InputBucket", "archive/sqs-inbox/")) == 1
     assert keys(local_stack, "InputBucket", "sqs-inbox/") == []
+
+
+HOSTILE_PREFIXES = {
+    "../../escape": "output_prefix: has a '..' segment",
+    "/absolute": "output_prefix: is absolute (starts with /)",
+    "a//b": "output_prefix: has an empty folder name",
+    "nul\x00byte": "output_prefix: contains an unprintable character U+0000 at position 3",
+    "bell\x07": "output_prefix: contains an unprintable character U+0007 at position 4",
+    "back\\..\\slash": "output_prefix: contains a backslash at position 4",
+    "long/" + "x" * 300: "output_prefix: longer than 256 bytes of UTF-8 (305)",
+    "./": "output_prefix: names no folder",
+}
+
+
+def test_hostile_output_prefixes_and_sizes_are_refused_and_the_good_message_runs(
+    local_stack, server, caplog
+):
+    good_csv = csv_text([("hana", server.add("/h.jpg", make_cover(2, TILE)), "2025-01-01")])
+
+    def body(prefix: str, config: dict | None = None) -> str:
+        document = {"processing_type": "csv_data", "csv_data": good_csv, "output_prefix": prefix}
+        return json.dumps({**document, "processing_config": config or {}})
+
+    good_id = local_stack.send_message(body("campaigns/2025-01"))
+    refused = {local_stack.send_message(body(p)): reason for p, reason in HOSTILE_PREFIXES.items()}
+    huge = {"rows": 20, "cols": 20, "tile_width": 2048, "tile_height": 2048}
+    refused[local_stack.send_message(body("big/", huge))] = (
+        "processing_config: rows x cols x tile_width x tile_height = 20 x 20 x 2048 x 2048"
+    )
+
+    delivered = local_stack.deliver_messages()  # one batch, as Lambda's event source mapping
+
+    assert {d["message_id"]: d["started"] for d in delivered} == {
+        good_id: True,
+        **dict.fromkeys(refused, False),
+    }
+    logged = [r for r in caplog.records if r.getMessage() == "message refused"]
+    reasons = {r.message_id: r.reason for r in logged}
+    assert set(reasons) == set(refused)
+    for message_id, reason in refused.items():
+        assert reasons[message_id].startswith(reason), reasons[message_id]
+    (execution,) = executions(local_stack)
+    assert execution["name"].startswith(f"sqs-{good_id}")
+    assert local_stack.wait(execution["name"], timeout=120)["status"] == "SUCCEEDED"
+    output = keys(local_stack, "OutputBucket")
+    assert len(output) == 2  # hana's collage and the report, nothing anywhere else
+    assert all(k.startswith("sqs-trigger/campaigns/2025-01/collages/") for k in output), output
+    (inbox,) = keys(local_stack, "InputBucket", "archive/sqs-inbox/")  # only the good one parked
+    assert execution["name"] in inbox

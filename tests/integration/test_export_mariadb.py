@@ -147,7 +147,7 @@ def test_password_from_the_environment(server, tmp_path, monkeypatch, capsys):
 @pytest.mark.parametrize(
     ("argv", "expected"),
     [
-        (["--query", "SELEC * FROM covers"], "error in your SQL syntax"),
+        (["--query", "SELECT * FORM covers"], "error in your SQL syntax"),
         (["--query", "SELECT * FROM missing"], "Table 'covers.missing' doesn't exist (error 1146)"),
         (["--table", "missing"], "table 'missing' does not exist"),
         (["--table", "covers", "--url-col", "link"], "table 'covers' has no column 'link'"),
@@ -248,3 +248,85 @@ def test_benchmark_quick_mode_reports_its_figures(server):
         verdict = next(line for line in lines if line.startswith(f"{backend}: peak RSS"))
         assert verdict.endswith(("MET", "NOT MET"))
     assert server.password not in done.stdout + done.stderr
+
+
+@pytest.fixture(scope="module")
+def myisam(server):
+    """A table whose writes no rollback undoes (MyISAM), to show nothing was written."""
+    engine = sa.create_engine(server.url())
+    with engine.begin() as db:
+        db.exec_driver_sql("CREATE TABLE keep_myisam (x INT) ENGINE=MyISAM")
+        db.exec_driver_sql("INSERT INTO keep_myisam VALUES (1), (2)")
+    engine.dispose()
+    return "keep_myisam"
+
+
+def counts(server) -> tuple[int, int]:
+    engine = sa.create_engine(server.url())
+    with engine.connect() as db:
+        found = (
+            db.exec_driver_sql("SELECT count(*) FROM covers").scalar_one(),
+            db.exec_driver_sql("SELECT count(*) FROM keep_myisam").scalar_one(),
+        )
+    engine.dispose()
+    return found
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("DROP TABLE covers", "--query must be one SELECT; it starts with DROP"),
+        ("DELETE FROM keep_myisam", "--query must be one SELECT; it starts with DELETE"),
+        ("SELECT 1; DROP TABLE covers", "a second statement at character 9"),
+        ("SELECT 'a\\\\'; DROP TABLE covers", "a second statement at character 13"),
+        ("SELECT * FROM covers INTO OUTFILE '/tmp/x.csv'", "INTO at character 22 would write"),
+        ("SELECT 1 /*! ; DROP TABLE covers */", "executable comments (/*! */) are refused"),
+    ],
+)
+def test_writing_queries_are_refused_before_connecting(
+    server, myisam, tmp_path, capsys, query, expected
+):
+    before = counts(server)
+    assert export("--db", server.url(), "--query", query, "-o", str(tmp_path / "x.csv")) == 2
+    err = capsys.readouterr().err
+    assert expected in err and err.count("\n") == 1 and server.password not in err
+    assert counts(server) == before == (len(ROWS), 2)
+
+
+@pytest.mark.parametrize("query", ["DELETE FROM keep_myisam", "DROP TABLE keep_myisam"])
+def test_the_session_is_read_only_if_a_query_got_past_the_check(
+    server, myisam, tmp_path, capsys, monkeypatch, query
+):
+    monkeypatch.setattr(dbexport, "check_query", lambda sql, backend: sql)
+    assert export("--db", server.url(), "--query", query, "-o", str(tmp_path / "x.csv")) == 1
+    err = capsys.readouterr().err
+    assert "Cannot execute statement in a READ ONLY transaction (error 1792)" in err
+    assert counts(server) == (len(ROWS), 2)
+
+
+def test_hostile_table_names_are_names_not_sql(server, myisam, tmp_path, capsys):
+    hostile = 'it\'s "q"; `x`; DROP TABLE covers; --'
+    engine = sa.create_engine(server.url())
+    with engine.begin() as db:
+        quoted = "`" + hostile.replace("`", "``") + "`"
+        db.exec_driver_sql(
+            f"CREATE TABLE {quoted} (creator_name VARCHAR(50), cover_url VARCHAR(100), "
+            "updated_at DATE)"
+        )
+        db.exec_driver_sql(
+            f"INSERT INTO {quoted} VALUES ('ann', 'https://cdn.example/a.jpg', '2024-02-02')"
+        )
+    engine.dispose()
+    out = tmp_path / "x.csv"
+    assert export("--db", server.url(), "--table", hostile, "-o", str(out)) == 0
+    assert read_csv(out)[1:] == [["ann", "https://cdn.example/a.jpg", "2024-02-02"]]
+    capsys.readouterr()
+    missing = "nope'; DROP TABLE keep_myisam; -- `"
+    assert export("--db", server.url(), "--table", missing, "-o", str(out)) == 1
+    err = capsys.readouterr().err
+    assert 'table "nope\'; DROP TABLE keep_myisam; -- `" does not exist' in err
+    assert export("--db", server.url(), "--table", "a\nb; DROP TABLE covers", "-o", str(out)) == 1
+    err += capsys.readouterr().err
+    assert "table 'a\\nb; DROP TABLE covers'" in err  # the name escaped, on its one line
+    assert err.count("\n") == 2 and "Traceback" not in err
+    assert counts(server) == (len(ROWS), 2)

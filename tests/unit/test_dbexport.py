@@ -189,10 +189,9 @@ def test_query_columns_are_mapped_by_name(tmp_path):
             ["--query", "SELECT cover_url FROM covers", "--since", "2024-01-01"],
             "has no columns 'creator_name', 'updated_at'",
         ),
-        (["--query", "SELEC creator_name FROM covers"], 'query failed: near "SELEC": syntax error'),
+        (["--query", "SELECT creator_name FORM covers"], 'query failed: near "covers": syntax'),
         (["--query", "SELECT * FROM nowhere"], "query failed: no such table: nowhere"),
         (["--table", "nowhere"], "table 'nowhere' does not exist"),
-        (["--query", "DELETE FROM covers"], "returns no result set"),
     ],
 )
 def test_runtime_errors_are_one_line_exit_1_and_leave_no_file(
@@ -204,8 +203,70 @@ def test_runtime_errors_are_one_line_exit_1_and_leave_no_file(
     assert err.startswith("collage export-urls: error: ") and expected in err
     assert err.count("\n") == 1 and "Traceback" not in err
     assert not out.exists() and leftovers(tmp_path) == []
-    with sqlite3.connect(tmp_path / "covers.db") as db:  # the DELETE was rolled back
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("DELETE FROM covers", "--query must be one SELECT; it starts with DELETE"),
+        ("  drop table covers;", "--query must be one SELECT; it starts with DROP"),
+        ("SELECT 1; DROP TABLE covers", "a second statement at character 9"),
+        ("SELECT 1 ;\nDELETE FROM covers;", "a second statement at character 10"),
+        ("WITH x AS (DELETE FROM covers) SELECT 1", "DELETE at character 12 would write"),
+        ("SELECT * INTO copy FROM covers", "INTO at character 10 would write"),
+        ("SELECT * FROM covers FOR UPDATE", "UPDATE at character 26 would write"),
+        ("SELECT 'it''s", "a quote or comment at character 12 is not closed"),
+        ("ATTACH DATABASE 'x.db' AS x", "it starts with ATTACH"),
+        ("PRAGMA query_only = OFF", "it starts with PRAGMA"),
+        ("", "it starts with nothing"),
+        (";", "it starts with nothing"),
+    ],
+)
+def test_a_query_that_is_not_one_select_is_refused_before_connecting(
+    db_url, tmp_path, capsys, monkeypatch, query, expected
+):
+    def no_connection(*args, **kwargs):
+        raise AssertionError("the database was contacted")
+
+    monkeypatch.setattr(dbexport, "_engine", no_connection)
+    out = tmp_path / "x.csv"
+    assert export("--db", db_url, "--query", query, "-o", str(out)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("collage export-urls: error: --query") and one_line(err, expected)
+    assert not out.exists() and leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "SELECT creator_name, cover_url, updated_at FROM covers WHERE creator_name <> 'a;b'",
+        "select creator_name, cover_url, updated_at from covers -- not ; DELETE\n",
+        'SELECT creator_name, cover_url, updated_at FROM "covers" /* ; DROP */;',
+        "SELECT creator_name, REPLACE(cover_url, 'x', 'x') AS cover_url, updated_at FROM covers",
+        "WITH c AS (SELECT * FROM covers) SELECT creator_name, cover_url, updated_at FROM c",
+        "SELECT [creator_name], cover_url, updated_at FROM covers WHERE 'drop' <> 'into'",
+    ],
+)
+def test_selects_with_such_words_in_literals_names_and_comments_pass(db_url, tmp_path, query):
+    out = tmp_path / "x.csv"
+    assert export("--db", db_url, "--query", query, "-o", str(out)) == 0
+    assert len(read_csv(out)) == 7
+
+
+def test_the_session_is_read_only_whatever_the_check_lets_through(db_url, tmp_path, capsys):
+    from unittest import mock
+
+    out = tmp_path / "x.csv"
+    with mock.patch.object(dbexport, "check_query", lambda sql, backend: sql):
+        assert export("--db", db_url, "--query", "DELETE FROM covers", "-o", str(out)) == 1
+    err = capsys.readouterr().err
+    assert one_line(err, "query failed: attempt to write a readonly database")
+    with sqlite3.connect(tmp_path / "covers.db") as db:
         assert db.execute("SELECT count(*) FROM covers").fetchone() == (len(ROWS),)
+
+
+def one_line(err: str, expected: str) -> bool:
+    return expected in err and err.count("\n") == 1 and "Traceback" not in err
 
 
 def test_failure_mid_stream_keeps_the_old_csv_and_removes_the_temp_file(db_url, tmp_path, capsys):
@@ -355,6 +416,57 @@ def test_secrets_never_reach_the_output(broken_mysql, tmp_path, capsys, monkeypa
 def test_scrub_removes_passwords_in_any_message():
     message = "boom S3cr3t-P@ss and S3cr3t-P%40ss and\nsecond line"
     assert export_urls.scrub(message, ["S3cr3t-P@ss", ""]) == "boom *** and *** and second line"
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on: connecting to it is refused at once."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+SECRET = "S3cr3t-P@ss/word"
+ENCODED = "S3cr3t-P%40ss%2Fword"
+
+
+@pytest.mark.parametrize(
+    ("db", "env_password", "shown"),
+    [
+        ("mysql+pymysql://reader:{encoded}@127.0.0.1:{port}/app", None, "reader:***@"),
+        ("mysql+pymysql://reader@127.0.0.1:{port}/app", SECRET, "reader:***@"),
+        ("mysql+pymysql://reader@127.0.0.1:{port}/app?password={encoded}", None, "password=***"),
+        pytest.param(
+            "mysql+pymysql://reader@127.0.0.1:{port}/app?passwd={encoded}",
+            None,
+            "passwd=***",
+            marks=pytest.mark.filterwarnings("ignore:'passwd' is deprecated"),
+        ),
+    ],
+    ids=["in-the-url", "from-the-environment", "query-password", "query-passwd"],
+)
+def test_a_refused_connection_never_prints_the_password(
+    tmp_path, capsys, monkeypatch, db, env_password, shown
+):
+    monkeypatch.delenv("COLLAGE_DB_PASSWORD", raising=False)
+    if env_password:
+        monkeypatch.setenv("COLLAGE_DB_PASSWORD", env_password)
+    url = db.format(encoded=ENCODED, port=closed_port())
+    assert export("--db", url, "--table", "covers", "-o", str(tmp_path / "x.csv")) == 1
+    captured = capsys.readouterr()
+    printed = captured.out + captured.err
+    assert "Connection refused" in printed and "(error 2003)" in printed and shown in printed
+    assert SECRET not in printed and ENCODED not in printed and "S3cr3t" not in printed
+    assert printed.count("\n") == 1 and list(tmp_path.iterdir()) == []
+
+
+def test_url_secrets_and_safe_url_cover_the_query():
+    url = dbexport.resolve_url(
+        "mysql+pymysql://u:pw-1@h/db?passwd=pw-2&ssl_ca=/ca.pem&auth_token=pw-3", None, {}
+    )
+    assert dbexport.url_secrets(url) == ["pw-1", "pw-2", "pw-3"]
+    assert dbexport.safe_url(url) == (
+        "mysql+pymysql://u:***@h/db?auth_token=***&charset=utf8mb4&passwd=***&ssl_ca=%2Fca.pem"
+    )
 
 
 def test_progress_lines_every_n_rows(db_url, tmp_path, capsys):

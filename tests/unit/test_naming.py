@@ -1,5 +1,11 @@
+import re
+
+import pytest
+
 from collage.naming import (
     MAX_EXECUTION_NAME,
+    MAX_PREFIX_BYTES,
+    check_prefix,
     clean_prefix,
     csv_stem,
     execution_name,
@@ -74,3 +80,56 @@ def test_run_timestamp_is_utc_compact():
 
     moment = datetime(2025, 1, 19, 12, 30, tzinfo=timezone(timedelta(hours=2)))
     assert run_timestamp(moment) == "20250119T103000Z"
+
+
+@pytest.mark.parametrize(
+    ("prefix", "kept"),
+    [
+        ("campaigns/2025-01", "campaigns/2025-01"),
+        ("manual-batch/", "manual-batch"),
+        ("Zoë's covers/v1.2", "Zoë's covers/v1.2"),
+        ("東京/2025", "東京/2025"),
+        ("a" * MAX_PREFIX_BYTES, "a" * MAX_PREFIX_BYTES),
+        ("x..y/.hidden", "x..y/.hidden"),
+    ],
+)
+def test_ordinary_prefixes_are_kept_as_given(prefix, kept):
+    assert check_prefix(prefix) == kept
+
+
+@pytest.mark.parametrize(
+    ("prefix", "reason"),
+    [
+        ("../x", "has a '..' segment"),
+        ("a/../../b", "has a '..' segment"),
+        ("a/./b", "has a '.' segment"),
+        ("/x", "is absolute (starts with /)"),
+        ("//x", "is absolute (starts with /)"),
+        ("a//b", "has an empty folder name"),
+        ("a/ /b", "has an empty folder name"),
+        ("a\x00b", "contains an unprintable character U+0000 at position 1"),
+        ("a\nb", "contains an unprintable character U+000A at position 1"),
+        ("a\tb", "contains an unprintable character U+0009 at position 1"),
+        ("x\x85", "contains an unprintable character U+0085 at position 1"),  # C1 NEL
+        ("evil\u202egpj", "contains an unprintable character U+202E at position 4"),  # bidi
+        ("zero\u200bwidth", "contains an unprintable character U+200B at position 4"),
+        ("a\u2028b", "contains an unprintable character U+2028 at position 1"),
+        ("lone\ud800", "contains an unprintable character U+D800 at position 4"),
+        ("a\\..\\b", "contains a backslash at position 1, not allowed in a folder name"),
+        ("a%2e%2e%2fb", "contains '%' at position 1, not allowed in a folder name"),
+        ("a:b", "contains ':' at position 1"),
+        ("report#1", "contains '#' at position 6"),
+        ("a" * (MAX_PREFIX_BYTES + 1), "longer than 256 bytes of UTF-8 (257)"),
+        ("é" * 129, "longer than 256 bytes of UTF-8 (258)"),
+        ("x" * 1_000_000, "longer than 256 bytes of UTF-8 (1,000,000)"),
+        ("", "names no folder"),
+        ("/", "names no folder"),
+        ("./", "names no folder"),
+        ("..", "names no folder"),
+        ("../..//", "names no folder"),
+        ("   ", "names no folder"),
+    ],
+)
+def test_hostile_prefixes_are_refused_with_the_reason(prefix, reason):
+    with pytest.raises(ValueError, match=re.escape(reason)):
+        check_prefix(prefix)

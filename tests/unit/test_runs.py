@@ -102,9 +102,57 @@ def test_message_gives_a_run_under_sqs_trigger_with_its_config():
             "max_workers: Input should be less than or equal to 64",
         ),
         (message(processing_config="big"), "processing_config: Input should be a valid dictionary"),
+        (
+            message(
+                processing_config={"rows": 20, "cols": 20, "tile_width": 2048, "tile_height": 2048}
+            ),
+            "processing_config: rows x cols x tile_width x tile_height = 20 x 20 x 2048 x 2048 "
+            "= a 40960 x 40960 canvas of 1,677,721,600 pixels, over the cap of 80,000,000",
+        ),
         (message(csv_data="x" * (1024 * 1024 + 1)), "larger than"),
     ],
 )
 def test_bad_messages_are_refused_with_a_clear_reason(body, reason):
     with pytest.raises(MessageError, match=reason):
+        run_from_message("m-1", body, SENT, "in", ProcessingConfig())
+
+
+def test_an_ordinary_output_prefix_is_used_as_given():
+    request = run_from_message(
+        "m-1", message(output_prefix="campaigns/2025-01"), SENT, "in", ProcessingConfig()
+    )
+    assert request.output_prefix == "sqs-trigger/campaigns/2025-01/collages/"
+
+
+@pytest.mark.parametrize(
+    ("prefix", "reason"),
+    [
+        ("../../etc", "has a '..' segment, got '../../etc'"),
+        ("/x", "is absolute (starts with /), got '/x'"),
+        ("a//b", "has an empty folder name"),
+        ("a\x00b", "contains an unprintable character U+0000 at position 1, got 'a\\x00b'"),
+        ("a\x1bb", "contains an unprintable character U+001B at position 1"),
+        ("a\\b", "contains a backslash at position 1"),
+        ("p" * 300, "longer than 256 bytes of UTF-8 (300)"),
+        ("/./", "names no folder"),
+        ("", "names no folder"),
+        (5, "Input should be a valid string, got 5"),
+    ],
+)
+def test_a_hostile_output_prefix_refuses_the_message(prefix, reason):
+    with pytest.raises(MessageError) as refused:
+        run_from_message("m-1", message(output_prefix=prefix), SENT, "in", ProcessingConfig())
+    assert str(refused.value).startswith("output_prefix: ")
+    assert reason in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"rows": ' + "9" * 5000 + "}",  # more digits than Python converts
+        "[" * 100_000 + "]" * 100_000,  # deeper than the parser recurses
+    ],
+)
+def test_json_that_python_cannot_parse_is_refused_not_raised(body):
+    with pytest.raises(MessageError, match="message body is not valid JSON: "):
         run_from_message("m-1", body, SENT, "in", ProcessingConfig())

@@ -3,7 +3,9 @@
 The original system's get_urls step. Any SQLAlchemy URL works: MySQL/MariaDB through PyMySQL
 for real use, SQLite out of the box. Rows stream through a server-side cursor (PyMySQL's
 SSCursor) in batches, so memory stays flat however many rows there are; the CSV is written to a
-temp file beside the target and moved into place only when complete.
+temp file beside the target and moved into place only when complete. Nothing is written to
+the database: --query must read as one SELECT (check_query, before anything is contacted), and
+every session is read-only (SQLite's query_only, MySQL's READ ONLY transactions).
 
 Errors are `ExportError`s with one-line messages that never contain the password:
 `exit_code` 2 for what is wrong before anything is contacted (arguments, URL syntax, output
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import tempfile
 import time
 from collections import Counter
@@ -22,6 +25,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from functools import cache
 from pathlib import Path
 from typing import IO, Any
 
@@ -84,9 +88,24 @@ class ExportStats:
 # --- configuration ------------------------------------------------------------------------------
 
 
+# Query parameters a driver takes a credential from (PyMySQL: ?password=, ?passwd=).
+_SECRET_PARAMETER = re.compile(r"pass|pwd|secret|token|credential", re.IGNORECASE)
+
+
+def url_secrets(url: URL) -> list[str]:
+    """What of the URL must never be shown: its password, and any credential in its query."""
+    values = [str(url.password or "")]
+    for name, value in url.query.items():
+        if _SECRET_PARAMETER.search(name):
+            values.extend([value] if isinstance(value, str) else value)
+    return [v for v in values if v]
+
+
 def safe_url(url: URL) -> str:
-    """The URL for messages: password replaced with ***."""
-    return url.render_as_string(hide_password=True)
+    """The URL for messages: the password, and credentials in the query, replaced with ***."""
+    masked = {name: "***" for name in url.query if _SECRET_PARAMETER.search(name)}
+    text = url.update_query_dict(masked).render_as_string(hide_password=True)
+    return text.replace("=%2A%2A%2A", "=***")
 
 
 def resolve_url(db: str | None, db_env: str | None, environ: Mapping[str, str] = os.environ) -> URL:
@@ -112,6 +131,71 @@ def resolve_url(db: str | None, db_env: str | None, environ: Mapping[str, str] =
     if url.get_backend_name() == "mysql" and "charset" not in url.query:
         url = url.update_query_dict({"charset": "utf8mb4"})  # 4-byte UTF-8 (emoji) intact
     return url
+
+
+# Words that write, lock or make a SELECT write (INTO OUTFILE, a table, @var), wherever they
+# stand as SQL: PostgreSQL runs DML inside a WITH, MySQL writes files with SELECT ... INTO.
+# Followed by "(" a word is a function (MySQL's INSERT(), REPLACE()) and passes.
+_WRITING_WORDS = frozenset(
+    {
+        *("INSERT", "UPDATE", "DELETE", "MERGE", "UPSERT", "TRUNCATE", "INTO"),
+        *("DROP", "ALTER", "CREATE", "RENAME", "GRANT", "REVOKE", "CALL", "LOCK"),
+        *("ATTACH", "DETACH", "PRAGMA"),
+    }
+)
+
+
+@cache
+def _sql_lexer(mysql: bool) -> re.Pattern[str]:
+    """Literals, quoted names and comments (skipped), then what is SQL: words and ';'."""
+    if mysql:  # MySQL's strings take backslash escapes; it has no [name]
+        strings = [r"'(?:''|\\[\s\S]|[^'\\])*'", r'"(?:""|\\[\s\S]|[^"\\])*"']
+        opening = r"['\"`]|/\*"
+    else:
+        strings = [r"'(?:''|[^'])*'", r'"(?:""|[^"])*"', r"\[[^\]]*\]"]
+        opening = r"['\"`\[]|/\*"
+    skipped = [
+        *strings,
+        r"`(?:``|[^`])*`",
+        r"--(?=\s|$)[^\n]*",  # MySQL needs the space; "--x" stays SQL, the safer reading
+        r"/\*(?!M?!)[\s\S]*?\*/",
+    ]
+    return re.compile(
+        f"(?P<skip>{'|'.join(skipped)})|(?P<executable>/\\*M?!)"
+        rf"|(?P<word>[A-Za-z_][A-Za-z0-9_$]*)(?P<call>\s*\()?|(?P<end>;)|(?P<open>{opening})"
+    )
+
+
+def _sql_tokens(text: str, mysql: bool) -> Iterator[tuple[str, bool, str]]:
+    """(word in capitals or ';', whether a '(' follows it, where) for what is SQL in `text`."""
+    for match in _sql_lexer(mysql).finditer(text):
+        at = f"at character {match.start() + 1}"
+        if match.lastgroup == "executable":
+            raise ExportConfigError(f"--query: executable comments (/*! */) are refused ({at})")
+        if match.lastgroup == "open":
+            raise ExportConfigError(f"--query: a quote or comment {at} is not closed")
+        if match.lastgroup != "skip":
+            token = match.group("word") or match.group("end")
+            yield token.upper(), match.group("call") is not None, at
+
+
+def check_query(sql: str, backend: str) -> str:
+    """--query without its trailing ';', or ExportConfigError unless it is one SELECT.
+
+    A reading of the SQL as `backend` spells literals and comments, before anything is
+    contacted; the session is read-only too (_READ_ONLY), which holds whatever this misses.
+    """
+    text = sql.strip().rstrip(";").rstrip()
+    tokens = list(_sql_tokens(text, backend == "mysql"))
+    first = tokens[0][0] if tokens else "nothing"
+    if first not in ("SELECT", "WITH"):
+        raise ExportConfigError(f"--query must be one SELECT; it starts with {first}")
+    for token, call, at in tokens:
+        if token == ";":
+            raise ExportConfigError(f"--query must be one SELECT; a second statement {at}")
+        if token in _WRITING_WORDS and not call:
+            raise ExportConfigError(f"--query must be one SELECT; {token} {at} would write")
+    return text
 
 
 def parse_since(text: str) -> datetime:
@@ -161,6 +245,8 @@ def export_csv(
 ) -> ExportStats:
     """Write the rows of `source` to `output` as the workflow's CSV; see the module docstring."""
     check_output(output)
+    if source.query is not None:
+        check_query(source.query, url.get_backend_name())
     started = time.monotonic()
     engine = _engine(url, connect_timeout)
     try:
@@ -207,11 +293,24 @@ def _engine(url: URL, connect_timeout: int) -> sa.Engine:
         raise ExportConfigError(f"bad database URL {safe_url(url)}: {_first_line(error)}") from None
 
 
+# Each session is read-only, whatever the query: what check_query's reading misses (a dialect's
+# syntax it does not know, a function that writes) is refused by the server itself.
+_READ_ONLY = {"sqlite": "PRAGMA query_only = ON", "mysql": "SET SESSION TRANSACTION READ ONLY"}
+
+
 def _connect(engine: sa.Engine, url: URL) -> Connection:
     try:
-        return engine.connect()
+        connection = engine.connect()
     except sa.exc.DBAPIError as error:
         raise ExportError(f"cannot connect to {safe_url(url)}: {db_message(error)}") from None
+    read_only = _READ_ONLY.get(url.get_backend_name())
+    if read_only:
+        try:
+            connection.exec_driver_sql(read_only)
+        except sa.exc.DBAPIError as error:
+            connection.close()
+            raise ExportError(f"cannot make the session read-only: {db_message(error)}") from None
+    return connection
 
 
 def _export(

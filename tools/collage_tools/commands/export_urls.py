@@ -102,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
     secrets = [os.environ.get(dbexport.PASSWORD_ENV, "")]
     try:
         url = dbexport.resolve_url(args.db, args.db_env)
-        secrets.append(url.password or "")
+        secrets.extend(dbexport.url_secrets(url))
         since = dbexport.parse_since(args.since) if args.since else None
         output = Path(args.output)
         dbexport.check_output(output)
