@@ -68,6 +68,17 @@ def test_jpeg_is_scaled_to_the_exact_tile() -> None:
     assert close(tile.getpixel((108, 192)), GREEN)
 
 
+def test_every_tile_size_near_the_cover_shape_crops_to_the_tile() -> None:
+    """Where the tile's shape is within rounding of the cover's, the crop box's float sides
+    once came out a hair larger than the image (640x1138 of 1080x1920: corrupt_image)."""
+    cover = encode(Image.new("RGB", (90, 160), GREEN), "PNG")
+    for width in range(16, 250):
+        height = round(width * 16 / 9)
+        for tile_size in ((width, height - 1), (width, height), (width, height + 1)):
+            layout = Layout(tile_width=tile_size[0], tile_height=tile_size[1])
+            assert decode_tile(cover, layout).size == tile_size
+
+
 @pytest.mark.parametrize("progressive", [False, True])
 def test_baseline_and_progressive_jpeg_keep_the_picture(progressive: bool) -> None:
     data = encode(halves((1080, 1920), RED, BLUE, vertical=True), "JPEG", progressive=progressive)

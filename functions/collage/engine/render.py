@@ -188,7 +188,9 @@ def _fit(image: Image.Image, layout: Layout) -> Image.Image:
         if image.size == tile:
             return image
         scale = max(tile[0] / width, tile[1] / height)
-        crop_w, crop_h = tile[0] / scale, tile[1] / scale
+        # The side that sets the scale spans the whole image; min() keeps float rounding
+        # (1920.0000000002) from asking Pillow for a box outside it.
+        crop_w, crop_h = min(tile[0] / scale, width), min(tile[1] / scale, height)
         left, top = (width - crop_w) / 2, (height - crop_h) / 2
         box = (left, top, left + crop_w, top + crop_h)
         size = tile
