@@ -13,6 +13,8 @@ How the file is read (the README's failure-mode table says the same):
   parses it. A quote that opens a field and does not close on its line makes that line a
   malformed record: a field never runs on into the next line, so one stray quote cannot swallow
   the rows after it, and a line number is always the line an editor shows.
+- A creator name written as `'=...` (`'` before `=`, `+`, `-` or `@`: a spreadsheet's mark for
+  text, as `collage export-urls` writes such names) is read without the apostrophe.
 - Columns may come in any order and extra columns are ignored; `updated_at` is optional.
   A bad file (empty, no header, a required column missing, no data rows) raises CsvFileError.
 """
@@ -35,6 +37,7 @@ REQUIRED_COLUMNS = ("creator_name", "cover_url")
 MAX_CREATOR_NAME_LENGTH = 512
 MAX_LINE_BYTES = 1 << 20  # a longer line is reported and skipped unread
 ENCODING_SAMPLE = 1 << 16  # bytes `file_encoding` looks at
+FORMULA_STARTS = ("=", "+", "-", "@")  # a spreadsheet runs a cell that starts so
 # A UTF-8 character of 2-4 bytes: one in the sample means the file is UTF-8 with bad rows.
 _UTF8_CHARACTER = re.compile(
     rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|[\xf0-\xf4][\x80-\xbf]{3}"
@@ -198,6 +201,17 @@ def header_of(text: str) -> list[str]:
         raise CsvFileError(f"CSV header cannot be read: {error}") from None
 
 
+def spreadsheet_safe(name: str) -> str:
+    """A name as written to a CSV that a person may open in a spreadsheet: one that starts like
+    a formula (`=`, `+`, `-`, `@`) gets a leading apostrophe, the spreadsheets' own mark for
+    text, so it is never run; reading a CSV removes that mark again (`_unmarked`)."""
+    return "'" + name if name.startswith(FORMULA_STARTS) else name
+
+
+def _unmarked(name: str) -> str:
+    return name[1:] if name.startswith("'") and name[1:2] in FORMULA_STARTS else name
+
+
 def duplicate_issue(line: int, first: int, creator: str, url: str) -> RowIssue:
     message = f"duplicate of line {first}; skipped"
     return RowIssue(line, message, "warning", creator, "cover_url", quoted(url))
@@ -227,7 +241,7 @@ def check_record(
         message = f"expected at least {layout.needed} fields, found {len(record)}"
         on_issue(RowIssue(line, message, value=quoted(",".join(record))))
         return None
-    creator = unicodedata.normalize("NFC", record[layout.creator_at].strip())
+    creator = _unmarked(unicodedata.normalize("NFC", record[layout.creator_at].strip()))
     url = record[layout.url_at].strip()
     at = layout.updated_at
     stamp = record[at].strip() if at is not None and at < len(record) else ""

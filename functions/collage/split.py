@@ -399,6 +399,7 @@ def _settle(table: pa.Table, line: pa.Array) -> tuple[pa.Table, pa.Array]:
     fine = [
         dated,
         pc.match_substring_regex(name, NAME_OK),
+        pc.invert(pc.starts_with(name, "'")),  # maybe a spreadsheet's text mark: csv_input's
         pc.less_equal(pc.utf8_length(name), MAX_CREATOR_NAME_LENGTH),
         pc.match_substring_regex(url, URL_HEAD),
         pc.ascii_is_printable(url),

@@ -125,6 +125,18 @@ def test_a_file_without_bom_that_is_not_utf8_is_read_in_its_encoding(codec, enco
     ]
 
 
+def test_a_spreadsheet_text_mark_before_a_formula_sign_is_not_part_of_the_name():
+    names = ["'=SUM(A1)", "'+1", "'-x", "'@x", "'hello", "=raw", "''=x"]
+    text = "creator_name,cover_url\n" + "".join(
+        f"{name},https://a.example/{n}.jpg\n" for n, name in enumerate(names)
+    )
+    rows, issues = parse(text)
+    assert [creator for _, creator, _ in rows] == [
+        "=SUM(A1)", "+1", "-x", "@x", "'hello", "=raw", "''=x"
+    ]  # fmt: skip
+    assert not issues
+
+
 def test_utf8_files_and_boms_are_not_guessed():
     assert file_encoding(b"creator_name,cover_url\nabc,https://x/\n") == "utf-8"
     assert file_encoding("creator_name\nZoë".encode()[:-1]) == "utf-8"  # a character cut short

@@ -96,6 +96,19 @@ def test_export_round_trips_through_the_workflow_reader(db_url, tmp_path):
     assert len(rows) == 5
 
 
+def test_names_that_start_like_a_formula_are_marked_as_text_and_read_back_as_stored(tmp_path):
+    """A spreadsheet opening the export must not run `=HYPERLINK(...)`; the workflow must still
+    see the name as the database holds it."""
+    names = ['=HYPERLINK("http://evil.example","x")', "+1-555", "-minus", "@mention", "'quoted"]
+    rows = [(name, f"https://cdn.example/{n}.jpg", "2024-01-01") for n, name in enumerate(names)]
+    url, out = make_db(tmp_path / "f.db", rows), tmp_path / "f.csv"
+    assert export("--db", url, "--table", "covers", "-o", str(out)) == 0
+    written = sorted(row[0] for row in read_csv(out)[1:])
+    assert written == sorted(["'" + n for n in names[:4]] + ["'quoted"])
+    read_back, issues = workflow_rows(out)
+    assert sorted(creator for creator, _, _ in read_back) == sorted(names) and not issues
+
+
 def test_since_filters_with_inclusive_bound_across_sqlite_spellings(db_url, tmp_path):
     out = tmp_path / "recent.csv"
     code = export(

@@ -33,6 +33,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection
 from sqlalchemy.sql.elements import quoted_name
 
+from collage.csv_input import spreadsheet_safe
+
 HEADER = ("creator_name", "cover_url", "updated_at")
 URL_ENV = "COLLAGE_DB_URL"
 PASSWORD_ENV = "COLLAGE_DB_PASSWORD"
@@ -471,7 +473,7 @@ def _record(
     if updated is None:
         stats.bad_updated += 1
         updated = ""
-    return creator, url, updated
+    return spreadsheet_safe(creator), url, updated  # the workflow reads the name back unmarked
 
 
 def _text(value: object, stats: ExportStats) -> str | None:
