@@ -24,6 +24,7 @@ What this module bridges, because moto cannot do it without Docker or does not d
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -33,7 +34,7 @@ import time
 import traceback
 import uuid
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from importlib import import_module
@@ -457,6 +458,20 @@ class LocalStack:
                     f"execution {name} still {described['status']} after {timeout:.0f} s"
                 )
             time.sleep(0.2)
+
+
+@contextlib.contextmanager
+def running_stack(*, allow_loopback: bool, verbose: bool) -> Iterator[LocalStack]:
+    """The stack of `collage run` and `serve`, its triggers running by themselves. Handlers
+    print metrics (CloudWatch EMF lines) on stdout, which the commands keep for their own
+    output: they go to stderr with `verbose` and are dropped otherwise."""
+    with contextlib.ExitStack() as scope:
+        quiet = open(os.devnull, "w")  # noqa: SIM115 - closed by the exit stack
+        sink = sys.stderr if verbose else scope.enter_context(quiet)
+        scope.enter_context(contextlib.redirect_stdout(sink))
+        yield scope.enter_context(
+            LocalStack(allow_loopback=allow_loopback, verbose=verbose, triggers=True)
+        )
 
 
 def s3_object_created_event(bucket: str, key: str, size: int, etag: str) -> dict[str, Any]:

@@ -10,8 +10,6 @@ and exits 0 only if the run succeeded.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
 import sys
 from pathlib import Path
 
@@ -46,21 +44,13 @@ def run(args: argparse.Namespace) -> int:
     if not source.is_file():
         say(f"no such file: {source}")
         return 2
-    from collage_tools.emulator import STACK, LocalStack
+    from collage_tools.emulator import STACK, running_stack
     from collage_tools.stack_client import CollageStack, StackError
 
     args.key, args.download, args.poll = None, args.out, 0.25
-    summary_out = sys.stdout
+    summary_out = sys.stdout  # before running_stack takes stdout from the handlers
     say("starting the embedded local AWS (moto)")
-    with contextlib.ExitStack() as scope:
-        # Handlers print metrics (CloudWatch EMF lines) on stdout, which is kept for the
-        # summary: they go to stderr with --verbose and are dropped otherwise.
-        quiet = open(os.devnull, "w")  # noqa: SIM115 - closed by the exit stack
-        sink = sys.stderr if args.verbose else scope.enter_context(quiet)
-        scope.enter_context(contextlib.redirect_stdout(sink))
-        local = scope.enter_context(
-            LocalStack(allow_loopback=args.allow_loopback, verbose=args.verbose, triggers=True)
-        )
+    with running_stack(allow_loopback=args.allow_loopback, verbose=args.verbose) as local:
         stack = CollageStack(STACK, local.outputs(), local.client)
         try:
             execution = start(stack, args)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
-import os
 import signal
 import sys
 import threading
@@ -37,27 +36,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from collage_tools.emulator import STACK, LocalStack
+    from collage_tools.emulator import STACK, running_stack
 
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
-    announce = sys.stdout
-    with contextlib.ExitStack() as scope:
-        # Handlers print metrics (EMF lines) on stdout: kept off the announcement unless verbose.
-        quiet = open(os.devnull, "w")  # noqa: SIM115 - closed by the exit stack
-        sink = sys.stderr if args.verbose else scope.enter_context(quiet)
-        scope.enter_context(contextlib.redirect_stdout(sink))
-        local = scope.enter_context(
-            LocalStack(allow_loopback=args.allow_loopback, verbose=args.verbose, triggers=True)
-        )
+    announce = sys.stdout  # before running_stack takes stdout from the handlers
+    with running_stack(allow_loopback=args.allow_loopback, verbose=args.verbose) as local:
         try:
-            endpoint = scope.enter_context(_server(args.port, args.verbose))
+            server = _server(args.port, args.verbose)
+            endpoint = server.__enter__()
         except OSError as error:
             print(f"collage serve: port {args.port}: {error.strerror or error}", file=sys.stderr)
             return 1
-        _announce(announce, endpoint, STACK, local.outputs())
-        with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is the way to stop
-            stopping.wait()
+        try:
+            _announce(announce, endpoint, STACK, local.outputs())
+            with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is the way to stop
+                stopping.wait()
+        finally:
+            server.__exit__(None, None, None)
     print("collage serve: stopped; the local stack and its objects are gone", file=sys.stderr)
     return 0
 
