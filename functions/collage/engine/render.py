@@ -4,11 +4,16 @@ Speed comes from decoding as little as possible: a JPEG is decoded with `Image.d
 libjpeg scales it down by 1/2, 1/4 or 1/8 in the DCT domain to the smallest size still at least
 as large as the tile, and only that small image is then resized (one LANCZOS pass, crop box
 included) to the exact tile. EXIF rotation is applied to the small image, not the full one.
-Formats without draft (PNG, WebP, GIF) are reduced by integer factors first (`reducing_gap`).
+Formats without draft (PNG, WebP, GIF, AVIF, HEIC) are reduced by integer factors first
+(`reducing_gap`). An animated cover shows its first frame; no later frame is read.
+
+A cover's format comes from its first bytes (formats), never from its URL. HEIC is decoded by
+pi-heif (libheif with libde265), imported with the first HEIC cover.
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 from dataclasses import dataclass
@@ -18,7 +23,14 @@ from PIL import Image, ImageColor, features
 from collage.config import ProcessingConfig
 from collage.engine import formats
 
-_PIL_FORMATS = {"jpeg": "JPEG", "png": "PNG", "webp": "WEBP", "gif": "GIF"}
+_PIL_FORMATS = {
+    "jpeg": "JPEG",
+    "png": "PNG",
+    "webp": "WEBP",
+    "gif": "GIF",
+    "avif": "AVIF",
+    "heic": "HEIF",  # pi-heif's plugin
+}
 _EXIF_ORIENTATION = 0x0112
 # EXIF orientation -> the transpose that makes the image upright (as ImageOps.exif_transpose).
 _TRANSPOSE = {
@@ -103,11 +115,7 @@ def decode_tile(data: bytes, layout: Layout) -> Image.Image:
 
     Raises CoverError: 'not_an_image', 'unsupported_format', 'too_many_pixels', 'corrupt_image'.
     """
-    kind = formats.sniff(data[: formats.SNIFF_BYTES])
-    if kind is None:
-        raise CoverError("not_an_image", "not a JPEG, PNG, WebP or GIF image")
-    if kind == "webp" and not features.check("webp"):
-        raise CoverError("unsupported_format", "this Pillow build cannot decode WebP")
+    kind = _decodable(data)
     try:
         with Image.open(io.BytesIO(data), formats=[_PIL_FORMATS[kind]]) as image:
             return _decode_open(image, kind, layout)
@@ -119,6 +127,38 @@ def decode_tile(data: bytes, layout: Layout) -> Image.Image:
         raise
     except Exception as error:  # untrusted bytes: Pillow raises many kinds on bad data
         raise CoverError("corrupt_image", f"{kind} does not decode: {error}"[:300]) from None
+
+
+def _decodable(data: bytes) -> str:
+    """The cover's format, when its bytes are worth handing to a decoder; else CoverError."""
+    kind = formats.sniff(data[: formats.SNIFF_BYTES])
+    if kind is None or kind not in formats.SUPPORTED_FORMATS:
+        raise CoverError(*formats.refusal(kind))
+    problem = _missing_decoder(kind)
+    if problem is not None:
+        raise CoverError(*problem)
+    return kind
+
+
+def _missing_decoder(kind: str) -> tuple[str, str] | None:
+    if kind == "heic":
+        present = _heif_plugin()
+    else:
+        present = kind not in ("webp", "avif") or bool(features.check(kind))
+    if present:
+        return None
+    return "unsupported_format", f"this build cannot decode {formats.NAMES[kind]}"
+
+
+@functools.cache
+def _heif_plugin() -> bool:
+    """pi-heif's HEIF plugin for Pillow, registered with the first HEIC cover (~50 ms)."""
+    try:
+        import pi_heif
+    except ImportError:
+        return False
+    pi_heif.register_heif_opener()
+    return True
 
 
 def _decode_open(image: Image.Image, kind: str, layout: Layout) -> Image.Image:

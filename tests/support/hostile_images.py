@@ -1,0 +1,109 @@
+"""Cover images in every format a CDN may serve, hostile ones built byte by byte.
+
+Everything is generated: Pillow writes what it can, pillow-heif's x265 encoder writes HEIC (a
+dev dependency only: the deployed decoder, pi-heif, has no encoder), and what no encoder
+writes is assembled here.
+"""
+
+from __future__ import annotations
+
+import io
+
+from PIL import Image
+
+RED, GREEN, BLUE = (230, 20, 20), (20, 200, 40), (30, 40, 220)
+ORIENTATION = 0x0112
+# The transpose that turns an upright picture into what a file with EXIF orientation n stores
+# (the inverse of the one that makes it upright).
+_STORED = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_90,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_270,
+}
+
+
+def encode(image: Image.Image, fmt: str, **options: object) -> bytes:
+    out = io.BytesIO()
+    image.save(out, fmt, **options)
+    return out.getvalue()
+
+
+def heic(image: Image.Image, *, exif: bytes | None = None, quality: int = 90) -> bytes:
+    import pillow_heif
+
+    picture = pillow_heif.from_pillow(image)
+    if exif is not None:
+        picture.info["exif"] = exif
+    out = io.BytesIO()
+    picture.save(out, quality=quality)
+    return out.getvalue()
+
+
+def exif_orientation(orientation: int) -> bytes:
+    exif = Image.Exif()
+    exif[ORIENTATION] = orientation
+    return exif.tobytes()
+
+
+def marked(size: tuple[int, int] = (216, 384)) -> Image.Image:
+    """An upright blue picture with a red square in its top-left corner."""
+    image = Image.new("RGB", size, BLUE)
+    side = min(size) // 3
+    image.paste(RED, (0, 0, side, side))
+    return image
+
+
+def stored_as(upright: Image.Image, orientation: int) -> Image.Image:
+    """The pixels a file with this EXIF orientation holds for the upright picture."""
+    return upright.transpose(_STORED[orientation]) if orientation in _STORED else upright
+
+
+def oriented(fmt: str, orientation: int, size: tuple[int, int] = (216, 384)) -> bytes:
+    """The marked picture stored as `fmt` with an EXIF orientation (AVIF: as irot/imir)."""
+    stored = stored_as(marked(size), orientation)
+    exif = exif_orientation(orientation)
+    if fmt == "HEIC":
+        return heic(stored, exif=exif)
+    options = {"quality": 95} if fmt in ("JPEG", "WEBP", "AVIF") else {}
+    return encode(stored, fmt, exif=exif, **options)
+
+
+# --- GIF, block by block -------------------------------------------------------------------------
+
+
+def _gif_parts(size: tuple[int, int]) -> tuple[bytes, bytes, bytes]:
+    """(header with colour table, red first frame, blue second frame) of a two-frame GIF; each
+    frame is its Graphic Control Extension and its image."""
+    frames = [Image.new("RGB", size, colour) for colour in (RED, BLUE)]
+    data = encode(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=20)
+    first = data.index(b"\x21\xf9")  # the first frame's Graphic Control Extension
+    second = data.index(b"\x21\xf9", first + 1)
+    return data[:first], data[first:second], data[second:-1]
+
+
+def gif_frames(count: int, size: tuple[int, int] = (64, 64)) -> bytes:
+    """A GIF of `count` frames: red, then blue ones (the second frame's bytes repeated)."""
+    header, first, later = _gif_parts(size)
+    return header + first + later * (count - 1) + b"\x3b"
+
+
+# --- formats that are refused --------------------------------------------------------------------
+
+
+def unsupported_images() -> dict[str, bytes]:
+    """One image of each format that is recognised and refused, by sniff's name."""
+    picture = Image.new("RGB", (32, 32), RED)
+    return {
+        "tiff": encode(picture, "TIFF"),
+        "bmp": encode(picture, "BMP"),
+        "ico": encode(picture, "ICO"),
+        "jp2": encode(picture, "JPEG2000"),
+        "svg": b'<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg" width="32"/>',
+        "jxl": b"\xff\x0a\xfa\x7f\x01\x90\x08\x06\x01" + bytes(40),  # codestream header
+        "psd": b"8BPS\x00\x01" + bytes(6) + b"\x00\x03\x00\x00\x00\x20\x00\x00\x00\x20" + bytes(40),
+        "heif": b"\x00\x00\x00\x18ftypmif1\x00\x00\x00\x00mif1jpeg" + bytes(40),
+    }

@@ -1,0 +1,199 @@
+"""Formats that CDNs serve, decoded to tiles and checked by pixels; hostile ones bounded.
+
+Every image is generated here (tests.support.hostile_images).
+"""
+
+from __future__ import annotations
+
+import io
+import time
+
+import pytest
+from PIL import GifImagePlugin, Image, PngImagePlugin, WebPImagePlugin
+
+from collage.engine import render
+from collage.engine.render import CoverError, Layout, decode_tile
+from tests.support.hostile_images import (
+    BLUE,
+    GREEN,
+    RED,
+    encode,
+    gif_frames,
+    heic,
+    oriented,
+    unsupported_images,
+)
+
+LAYOUT = Layout()  # 216x384 tiles, crop
+MAGENTA = (255, 0, 255)
+ON_MAGENTA = Layout(background=MAGENTA)
+
+
+def close(pixel: tuple[int, ...], colour: tuple[int, int, int], tolerance: int = 14) -> bool:
+    return all(abs(a - b) <= tolerance for a, b in zip(pixel[:3], colour, strict=True))
+
+
+def halves(size: tuple[int, int], top, bottom) -> Image.Image:
+    image = Image.new("RGB", size, top)
+    image.paste(bottom, (0, size[1] // 2, size[0], size[1]))
+    return image
+
+
+def refused(data: bytes, layout: Layout = LAYOUT) -> CoverError:
+    with pytest.raises(CoverError) as caught:
+        decode_tile(data, layout)
+    return caught.value
+
+
+# --- AVIF and HEIC -------------------------------------------------------------------------------
+
+
+def test_avif_decodes() -> None:
+    tile = decode_tile(encode(halves((432, 768), RED, BLUE), "AVIF", quality=90), LAYOUT)
+    assert tile.size == (216, 384)
+    assert close(tile.getpixel((108, 40)), RED) and close(tile.getpixel((108, 340)), BLUE)
+
+
+def test_heic_decodes() -> None:
+    tile = decode_tile(heic(halves((432, 768), RED, BLUE)), LAYOUT)
+    assert tile.size == (216, 384)
+    assert close(tile.getpixel((108, 40)), RED) and close(tile.getpixel((108, 340)), BLUE)
+
+
+@pytest.mark.parametrize("fmt", ["AVIF", "HEIC", "WEBP"])
+def test_alpha_is_composited_on_the_background(fmt: str) -> None:
+    picture = Image.new("RGBA", (216, 384), (0, 0, 0, 0))
+    picture.paste((*GREEN, 255), (0, 192, 216, 384))
+    data = heic(picture) if fmt == "HEIC" else encode(picture, fmt, quality=95)
+    tile = decode_tile(data, ON_MAGENTA)
+    assert close(tile.getpixel((108, 60)), MAGENTA) and close(tile.getpixel((108, 320)), GREEN)
+
+
+def test_heic_without_its_decoder_is_unsupported(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(render, "_heif_plugin", lambda: False)
+    error = refused(heic(Image.new("RGB", (64, 64), RED)))
+    assert error.code == "unsupported_format" and "HEIC" in str(error)
+
+
+# --- EXIF orientation ----------------------------------------------------------------------------
+
+
+def marker_corner(tile: Image.Image) -> list[str]:
+    """The corners of the tile where the red marker is."""
+    width, height = tile.size
+    corners = {"top-left": (8, 8), "top-right": (width - 9, 8)}
+    corners |= {"bottom-left": (8, height - 9), "bottom-right": (width - 9, height - 9)}
+    for name, point in corners.items():
+        assert close(tile.getpixel(point), RED) or close(tile.getpixel(point), BLUE), name
+    return [name for name, point in corners.items() if close(tile.getpixel(point), RED)]
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "AVIF", "HEIC"])
+def test_every_exif_orientation_shows_the_cover_upright(fmt: str, orientation: int) -> None:
+    # AVIF keeps the orientation as irot/imir boxes and HEIC's decoder applies them itself;
+    # the others carry the EXIF tag. A mirrored or turned tile puts the marker elsewhere.
+    tile = decode_tile(oriented(fmt, orientation), LAYOUT)
+    assert tile.size == (216, 384)
+    assert marker_corner(tile) == ["top-left"]
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_orientation_of_a_jpeg_decoded_at_reduced_scale(orientation: int) -> None:
+    tile = decode_tile(oriented("JPEG", orientation, size=(864, 1536)), LAYOUT)
+    assert marker_corner(tile) == ["top-left"]
+
+
+# --- animations: the first frame, and no other frame read ----------------------------------------
+
+
+def count_calls(monkeypatch: pytest.MonkeyPatch, owner: type, name: str) -> list[tuple]:
+    calls: list[tuple] = []
+    original = getattr(owner, name)
+
+    def spy(self, *args):
+        calls.append(args)
+        return original(self, *args)
+
+    monkeypatch.setattr(owner, name, spy)
+    return calls
+
+
+def animation(fmt: str, frames: int, size: tuple[int, int] = (32, 32)) -> bytes:
+    # Alternating colours: identical neighbouring frames would be merged into one.
+    colours = [RED] + [(BLUE, GREEN)[n % 2] for n in range(1, frames)]
+    pictures = [Image.new("RGB", size, colour) for colour in colours]
+    options = {"lossless": True} if fmt == "WEBP" else {}
+    first, *later = pictures
+    return encode(first, fmt, save_all=True, append_images=later, duration=20, **options)
+
+
+def test_a_gif_of_10000_frames_reads_only_the_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    data = gif_frames(10_000)
+    assert Image.open(io.BytesIO(data)).n_frames == 10_000
+    seeks = count_calls(monkeypatch, GifImagePlugin.GifImageFile, "_seek")
+    started = time.perf_counter()
+    tile = decode_tile(data, LAYOUT)
+    assert time.perf_counter() - started < 1.0
+    assert close(tile.getpixel((108, 192)), RED)
+    assert [frame for frame, *_ in seeks] == [0]
+
+
+def test_an_animated_webp_decodes_only_the_first_frame(monkeypatch: pytest.MonkeyPatch) -> None:
+    data = animation("WEBP", 300)
+    assert Image.open(io.BytesIO(data)).n_frames == 300
+    decoded = count_calls(monkeypatch, WebPImagePlugin.WebPImageFile, "_get_next")
+    tile = decode_tile(data, LAYOUT)
+    assert close(tile.getpixel((108, 192)), RED) and len(decoded) == 1
+
+
+def test_an_apng_reads_only_the_first_frame(monkeypatch: pytest.MonkeyPatch) -> None:
+    data = animation("PNG", 300)
+    assert Image.open(io.BytesIO(data)).n_frames == 300
+    seeks = count_calls(monkeypatch, PngImagePlugin.PngImageFile, "_seek")
+    tile = decode_tile(data, LAYOUT)
+    assert close(tile.getpixel((108, 192)), RED)
+    assert all(frame == 0 for frame, *_ in seeks)
+
+
+def test_an_animated_avif_shows_its_first_frame() -> None:
+    tile = decode_tile(animation("AVIF", 5), LAYOUT)
+    assert close(tile.getpixel((108, 192)), RED)
+
+
+# --- extreme shapes ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [(1, 100_000), (100_000, 1)])
+@pytest.mark.parametrize("fit", ["crop", "contain"])
+def test_extreme_aspect_ratios(size: tuple[int, int], fit: str) -> None:
+    data = encode(Image.new("RGB", size, RED), "PNG")
+    started = time.perf_counter()
+    tile = decode_tile(data, Layout(fit=fit))
+    assert time.perf_counter() - started < 1.0
+    expected = {"crop": (216, 384), "contain": (1, 384) if size[0] == 1 else (216, 1)}[fit]
+    assert tile.size == expected
+    assert close(tile.getpixel((tile.width // 2, tile.height // 2)), RED, 2)
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "GIF", "WEBP", "AVIF", "HEIC"])
+def test_a_one_pixel_cover_fills_its_tile(fmt: str) -> None:
+    picture = Image.new("RGB", (1, 1), RED)
+    data = heic(picture) if fmt == "HEIC" else encode(picture, fmt)
+    tile = decode_tile(data, LAYOUT)
+    assert tile.size == (216, 384)
+    assert close(tile.getpixel((0, 0)), RED) and close(tile.getpixel((215, 383)), RED)
+
+
+# --- refused formats -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", sorted(unsupported_images()))
+def test_other_image_formats_are_refused_by_name(kind: str) -> None:
+    error = refused(unsupported_images()[kind])
+    assert error.code == "unsupported_format"
+
+
+def test_a_video_is_not_an_image() -> None:
+    data = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom" + bytes(100)
+    assert refused(data).code == "not_an_image"
