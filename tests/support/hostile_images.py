@@ -8,6 +8,8 @@ writes is assembled here.
 from __future__ import annotations
 
 import io
+import struct
+import zlib
 
 from PIL import Image
 
@@ -70,6 +72,37 @@ def oriented(fmt: str, orientation: int, size: tuple[int, int] = (216, 384)) -> 
         return heic(stored, exif=exif)
     options = {"quality": 95} if fmt in ("JPEG", "WEBP", "AVIF") else {}
     return encode(stored, fmt, exif=exif, **options)
+
+
+# --- PNG, chunk by chunk -------------------------------------------------------------------------
+
+
+def png_chunk(kind: bytes, payload: bytes) -> bytes:
+    crc = zlib.crc32(kind + payload) & 0xFFFFFFFF
+    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", crc)
+
+
+def png(
+    size: tuple[int, int],
+    depth: int,
+    colour_type: int,
+    top: bytes,
+    bottom: bytes,
+    *,
+    extra: bytes = b"",
+) -> bytes:
+    """A PNG whose top half repeats pixel `top` and bottom half `bottom` (raw samples);
+    `extra` chunks (tRNS, ...) go between IHDR and IDAT."""
+    width, height = size
+    rows = [b"\0" + (top if y < height // 2 else bottom) * width for y in range(height)]
+    header = struct.pack(">IIBBBBB", width, height, depth, colour_type, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + png_chunk(b"IHDR", header)
+        + extra
+        + png_chunk(b"IDAT", zlib.compress(b"".join(rows)))
+        + png_chunk(b"IEND", b"")
+    )
 
 
 # --- GIF, block by block -------------------------------------------------------------------------

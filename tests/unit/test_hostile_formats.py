@@ -21,6 +21,8 @@ from tests.support.hostile_images import (
     gif_frames,
     heic,
     oriented,
+    png,
+    png_chunk,
     unsupported_images,
 )
 
@@ -159,6 +161,72 @@ def test_an_apng_reads_only_the_first_frame(monkeypatch: pytest.MonkeyPatch) -> 
 def test_an_animated_avif_shows_its_first_frame() -> None:
     tile = decode_tile(animation("AVIF", 5), LAYOUT)
     assert close(tile.getpixel((108, 192)), RED)
+
+
+# --- PNG depths and transparency -----------------------------------------------------------------
+
+
+def sample16(*values: int) -> bytes:
+    return b"".join(value.to_bytes(2, "big") for value in values)
+
+
+def trns(payload: bytes) -> bytes:
+    return png_chunk(b"tRNS", payload)
+
+
+RED16, GREEN16 = sample16(0xE600, 0x1400, 0x1400), sample16(0x1400, 0xC800, 0x2800)
+
+
+@pytest.mark.parametrize(
+    ("data", "top", "bottom"),
+    [
+        (png((8, 8), 16, 2, RED16, GREEN16), RED, GREEN),
+        (png((8, 8), 16, 6, RED16 + sample16(0), GREEN16 + sample16(0xFFFF)), MAGENTA, GREEN),
+        (png((8, 8), 16, 2, RED16, GREEN16, extra=trns(RED16)), MAGENTA, GREEN),
+        (png((8, 8), 8, 2, bytes(RED), bytes(GREEN), extra=trns(sample16(*RED))), MAGENTA, GREEN),
+        (png((8, 8), 16, 0, sample16(0x1234), sample16(0xC0C0)), (18, 18, 18), (192,) * 3),
+        (
+            png((8, 8), 16, 0, sample16(0x1234), sample16(0xC0C0), extra=trns(sample16(0x1234))),
+            MAGENTA,
+            (192,) * 3,
+        ),
+        (png((8, 8), 16, 4, sample16(0x1234, 0), sample16(0xC0C0, 0xFFFF)), MAGENTA, (192,) * 3),
+        (png((8, 8), 8, 0, b"\x40", b"\xc0", extra=trns(sample16(0x40))), MAGENTA, (192,) * 3),
+    ],
+    ids=[
+        "rgb16",
+        "rgba16",
+        "rgb16-transparent-colour",
+        "rgb8-transparent-colour",
+        "grey16",
+        "grey16-transparent-grey",
+        "grey-alpha16",
+        "grey8-transparent-grey",
+    ],
+)
+def test_png_depths_and_transparency(data: bytes, top, bottom) -> None:
+    tile = decode_tile(data, ON_MAGENTA)
+    assert close(tile.getpixel((108, 60)), top, 2)
+    assert close(tile.getpixel((108, 330)), bottom, 2)
+
+
+def test_palette_png_with_partial_transparency_blends_with_the_background() -> None:
+    image = Image.new("P", (8, 8), 0)
+    image.putpalette([*GREEN, *RED] + [0] * 762)
+    image.paste(1, (0, 4, 8, 8))
+    # Entry 0 (green) half transparent, entry 1 (red) opaque.
+    data = encode(image, "PNG", transparency=bytes([128, 255]))
+    tile = decode_tile(data, Layout(background=(0, 0, 0)))
+    assert close(tile.getpixel((108, 60)), (10, 100, 20), 3)
+    assert close(tile.getpixel((108, 330)), RED, 2)
+
+
+def test_gif_transparency_shows_the_background() -> None:
+    image = Image.new("P", (8, 8), 0)
+    image.putpalette([0, 0, 0, *GREEN] + [0] * 762)
+    image.paste(1, (0, 4, 8, 8))
+    tile = decode_tile(encode(image, "GIF", transparency=0), ON_MAGENTA)
+    assert tile.getpixel((108, 60)) == MAGENTA and close(tile.getpixel((108, 330)), GREEN, 2)
 
 
 # --- extreme shapes ------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ import io
 import math
 from dataclasses import dataclass
 
-from PIL import Image, ImageColor, features
+from PIL import Image, ImageColor, ImageMath, features
 
 from collage.config import ProcessingConfig
 from collage.engine import formats
@@ -209,15 +209,28 @@ def _scaled_size(size: tuple[int, int], layout: Layout) -> tuple[int, int]:
 
 def _normalise_mode(image: Image.Image) -> Image.Image:
     """RGB, or RGBA when the cover has transparency (composited after resizing, cheaper)."""
-    mode = image.mode
-    if mode == "RGB":
-        return image
-    if mode.startswith("I;16") or mode == "I":
-        image = image.convert("I").point(lambda value: value / 257).convert("L")
-        mode = "L"
-    if mode == "RGBA" or mode == "LA" or image.has_transparency_data:
+    if image.mode.startswith("I;16") or image.mode == "I":
+        image = _eight_bit_grey(image)
+    key = image.info.get("transparency")
+    if isinstance(key, tuple) and max(key) > 255:
+        # A 16-bit PNG's transparent colour; Pillow keeps the high byte of each sample.
+        image.info["transparency"] = tuple(value >> 8 for value in key)
+    if image.has_transparency_data:  # RGBA, LA, PA, or a transparent colour or palette entry
         return image.convert("RGBA")
+    if image.mode == "RGB":
+        return image
     return image.convert("RGB")  # L, P, CMYK (Pillow undoes Adobe's inverted CMYK), 1, F
+
+
+def _eight_bit_grey(image: Image.Image) -> Image.Image:
+    """16-bit greyscale as 'L', or 'LA' when one grey value is marked transparent."""
+    wide = image.convert("I")
+    grey = wide.point(lambda value: value / 257).convert("L")
+    key = grey.info.pop("transparency", None)
+    if isinstance(key, int):
+        opaque = ImageMath.lambda_eval(lambda args: (args["wide"] != key) * 255, wide=wide)
+        grey.putalpha(opaque.convert("L"))
+    return grey
 
 
 def _fit(image: Image.Image, layout: Layout) -> Image.Image:
