@@ -105,6 +105,39 @@ def png(
     )
 
 
+# --- JPEG, segment by segment --------------------------------------------------------------------
+
+
+def with_segment(jpeg: bytes, marker: int, payload: bytes) -> bytes:
+    """`jpeg` with one more marker segment right after its SOI."""
+    return jpeg[:2] + struct.pack(">HH", marker, len(payload) + 2) + payload + jpeg[2:]
+
+
+# --- EXIF and MPF directories whose entries all copy the same bytes ------------------------------
+
+
+def directory_bomb(size: int, field_type: int = 3) -> bytes:
+    """A little-endian TIFF block of `size` bytes: one directory of as many entries as fit,
+    each pointing at nearly the whole block (Pillow copies each one out)."""
+    unit = {3: 2, 7: 1}[field_type]
+    count = min((size - 14) // 12, 65_000)
+    entries = b"".join(
+        struct.pack("<HHII", 0x100 + n, field_type, (size - 1) // unit, 1) for n in range(count)
+    )
+    block = b"II*\x00" + struct.pack("<IH", 8, count) + entries + b"\0\0\0\0"
+    return block + bytes(size - len(block))
+
+
+def avif_with_exif(exif: bytes, size: tuple[int, int] = (64, 64)) -> bytes:
+    """An AVIF whose EXIF item holds `exif` verbatim. Pillow's AVIF writer parses the EXIF it
+    is given, so a same-sized harmless block is written and the bytes swapped afterwards."""
+    blank = b"II*\x00" + struct.pack("<IH", 8, 0) + b"\0\0\0\0"
+    blank += b"\xa5" * (len(exif) - len(blank))
+    data = encode(Image.new("RGB", size, RED), "AVIF", exif=b"Exif\0\0" + blank, quality=90)
+    at = data.index(blank)
+    return data[:at] + exif + data[at + len(exif) :]
+
+
 # --- GIF, block by block -------------------------------------------------------------------------
 
 

@@ -1,22 +1,32 @@
 """Formats that CDNs serve, decoded to tiles and checked by pixels; hostile ones bounded.
 
-Every image is generated here (tests.support.hostile_images).
+Every image is generated here (tests.support.hostile_images). Bounds are checked on what
+would blow up without them: the refusal code, and for memory a child process with a capped
+address space that reports its peak RSS.
 """
 
 from __future__ import annotations
 
 import io
+import json
+import subprocess
+import sys
+import textwrap
 import time
+import zlib
+from pathlib import Path
 
 import pytest
-from PIL import GifImagePlugin, Image, PngImagePlugin, WebPImagePlugin
+from PIL import GifImagePlugin, Image, PngImagePlugin, TiffImagePlugin, WebPImagePlugin
 
-from collage.engine import render
+from collage.engine import ifd_guard, render
 from collage.engine.render import CoverError, Layout, decode_tile
 from tests.support.hostile_images import (
     BLUE,
     GREEN,
     RED,
+    avif_with_exif,
+    directory_bomb,
     encode,
     gif_frames,
     heic,
@@ -24,11 +34,13 @@ from tests.support.hostile_images import (
     png,
     png_chunk,
     unsupported_images,
+    with_segment,
 )
 
 LAYOUT = Layout()  # 216x384 tiles, crop
 MAGENTA = (255, 0, 255)
 ON_MAGENTA = Layout(background=MAGENTA)
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def close(pixel: tuple[int, ...], colour: tuple[int, int, int], tolerance: int = 14) -> bool:
@@ -251,6 +263,109 @@ def test_a_one_pixel_cover_fills_its_tile(fmt: str) -> None:
     tile = decode_tile(data, LAYOUT)
     assert tile.size == (216, 384)
     assert close(tile.getpixel((0, 0)), RED) and close(tile.getpixel((215, 383)), RED)
+
+
+# --- EXIF, MPF and ICC blocks --------------------------------------------------------------------
+
+
+def bounded_decode(tmp_path: Path, data: bytes) -> dict:
+    """decode_tile in a child process with 1.5 GB of address space: its code (or 'ok'),
+    seconds and peak RSS in MB. Unbounded, the bombs below take gigabytes."""
+    (tmp_path / "cover").write_bytes(data)
+    program = textwrap.dedent(
+        """
+        import json, resource, sys, time
+        resource.setrlimit(resource.RLIMIT_AS, (1536 << 20, 1536 << 20))
+        from collage.engine.render import CoverError, Layout, decode_tile
+        data = open(sys.argv[1], "rb").read()
+        started = time.perf_counter()
+        try:
+            decode_tile(data, Layout())
+            code = "ok"
+        except CoverError as error:
+            code = error.code
+        except MemoryError:
+            code = "MemoryError"
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(json.dumps({"code": code, "seconds": time.perf_counter() - started, "mb": peak}))
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", program, str(tmp_path / "cover")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return json.loads(result.stdout)
+
+
+def small_jpeg() -> bytes:
+    return encode(Image.new("RGB", (64, 64), RED), "JPEG")
+
+
+def without_jfif(jpeg: bytes) -> bytes:
+    """Pillow reads the EXIF block at open only when no JFIF segment gives the resolution."""
+    assert jpeg[2:4] == b"\xff\xe0"
+    return jpeg[:2] + jpeg[4 + int.from_bytes(jpeg[4:6], "big") :]
+
+
+def directory_at(block: bytes) -> tuple[TiffImagePlugin.ImageFileDirectory_v2, io.BytesIO]:
+    directory = TiffImagePlugin.ImageFileDirectory_v2(block[:8])
+    fp = io.BytesIO(block)
+    fp.seek(directory.next)
+    return directory, fp
+
+
+def test_a_real_directory_copies_less_than_its_block_and_a_bomb_far_more() -> None:
+    exif = Image.Exif()
+    exif[0x010F], exif[0x0110], exif[0x0131] = "A camera maker", "Model X", "Firmware 1.0"
+    exif[0x0112] = 6  # inline: copies nothing
+    directory, fp = directory_at(exif.tobytes()[6:])
+    copied, length = ifd_guard.copied_bytes(directory, fp)
+    assert copied == len("A camera maker\0Model X\0Firmware 1.0\0") and length > copied
+    assert fp.tell() == directory.next
+    copied, length = ifd_guard.copied_bytes(*directory_at(directory_bomb(65_000)))
+    assert length == 65_000 and copied > 5_000 * length
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: with_segment(
+            without_jfif(small_jpeg()), 0xFFE1, b"Exif\0\0" + directory_bomb(65_000, 7)
+        ),
+        lambda: with_segment(small_jpeg(), 0xFFE2, b"MPF\0" + directory_bomb(65_000)),
+        lambda: encode(Image.new("RGB", (64, 64), RED), "PNG", exif=directory_bomb(3_000_000, 7)),
+        lambda: encode(Image.new("RGB", (64, 64), RED), "WEBP", exif=directory_bomb(3_000_000)),
+        lambda: avif_with_exif(directory_bomb(1_000_000)),
+    ],
+    ids=["jpeg-exif", "jpeg-mpf", "png-exif", "webp-exif", "avif-exif"],
+)
+def test_directory_bombs_render_in_bounded_time_and_memory(tmp_path: Path, make) -> None:
+    outcome = bounded_decode(tmp_path, make())
+    assert outcome["code"] == "ok"
+    assert outcome["seconds"] < 2 and outcome["mb"] < 250, outcome
+
+
+def test_a_16_mb_icc_profile_in_255_jpeg_segments(tmp_path: Path) -> None:
+    jpeg = small_jpeg()
+    for part in range(255, 0, -1):
+        jpeg = with_segment(jpeg, 0xFFE2, b"ICC_PROFILE\0" + bytes([part, 255]) + bytes(65_000))
+    assert len(jpeg) > 16_000_000
+    outcome = bounded_decode(tmp_path, jpeg)
+    assert outcome["code"] == "ok" and outcome["seconds"] < 2 and outcome["mb"] < 250, outcome
+
+
+def test_an_icc_profile_that_inflates_past_pillows_limit_is_refused_quickly() -> None:
+    profile = b"icc\0\0" + zlib.compress(bytes(1 << 30), 9)  # 1 GiB of zeros in ~1 MB
+    data = encode(Image.new("RGB", (64, 64), RED), "PNG")
+    at = data.index(b"IDAT") - 4
+    data = data[:at] + png_chunk(b"iCCP", profile) + data[at:]
+    started = time.perf_counter()
+    assert refused(data).code == "corrupt_image"
+    assert time.perf_counter() - started < 1.0
 
 
 # --- refused formats -----------------------------------------------------------------------------

@@ -8,7 +8,8 @@ Formats without draft (PNG, WebP, GIF, AVIF, HEIC) are reduced by integer factor
 (`reducing_gap`). An animated cover shows its first frame; no later frame is read.
 
 A cover's format comes from its first bytes (formats), never from its URL. HEIC is decoded by
-pi-heif (libheif with libde265), imported with the first HEIC cover.
+pi-heif (libheif with libde265), imported with the first HEIC cover. Pillow's reading of EXIF
+and MPF blocks is bounded (ifd_guard).
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ from dataclasses import dataclass
 from PIL import Image, ImageColor, ImageMath, features
 
 from collage.config import ProcessingConfig
-from collage.engine import formats
+from collage.engine import formats, ifd_guard
+
+ifd_guard.install()
 
 _PIL_FORMATS = {
     "jpeg": "JPEG",
