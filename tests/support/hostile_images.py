@@ -105,12 +105,51 @@ def png(
     )
 
 
+def png_with_empty_chunks(count: int) -> bytes:
+    """A small PNG with `count` empty ancillary chunks before its image data."""
+    data = encode(Image.new("RGB", (64, 64), RED), "PNG")
+    image_data = data.index(b"IDAT") - 4
+    return data[:image_data] + png_chunk(b"zzZz", b"") * count + data[image_data:]
+
+
 # --- JPEG, segment by segment --------------------------------------------------------------------
 
 
 def with_segment(jpeg: bytes, marker: int, payload: bytes) -> bytes:
     """`jpeg` with one more marker segment right after its SOI."""
     return jpeg[:2] + struct.pack(">HH", marker, len(payload) + 2) + payload + jpeg[2:]
+
+
+def jpeg_with_empty_segments(count: int) -> bytes:
+    jpeg = encode(Image.new("RGB", (64, 64), RED), "JPEG")
+    return jpeg[:2] + b"\xff\xe5\x00\x02" * count + jpeg[2:]
+
+
+def _eob_run_scan(blocks: int) -> bytes:
+    """A progressive AC scan of component 1 that codes every block as one end-of-band run: a
+    few bytes, yet libjpeg visits each block of the image for it."""
+    bits = ("0" + "1" * 14) * -(-blocks // 32767)  # EOBRUN symbol, 14 bits: a run of 32,767
+    bits += "1" * (-len(bits) % 8)
+    coded = int(bits, 2).to_bytes(len(bits) // 8, "big").replace(b"\xff", b"\xff\x00")
+    return b"\xff\xda" + struct.pack(">HBBBBBB", 8, 1, 1, 0x01, 1, 63, 0) + coded
+
+
+# A Huffman table (AC, id 1) with one code, '0', for the symbol 0xE0: an EOB run of 2^14+.
+_EOB_TABLE = b"\xff\xc4" + struct.pack(">HB", 20, 0x11) + bytes([1] + [0] * 15) + b"\xe0"
+
+
+def progressive_jpeg(size: tuple[int, int], colour: tuple[int, int, int] = RED) -> bytes:
+    return encode(Image.new("RGB", size, colour), "JPEG", quality=90, progressive=True)
+
+
+def with_extra_scans(jpeg: bytes, extra: int, size: tuple[int, int]) -> bytes:
+    """A progressive JPEG with `extra` more scans before its EOI."""
+    blocks = -(-size[0] // 8) * -(-size[1] // 8)
+    return jpeg[:-2] + _EOB_TABLE + _eob_run_scan(blocks) * extra + jpeg[-2:]
+
+
+def scan_count(jpeg: bytes) -> int:
+    return jpeg.count(b"\xff\xda")
 
 
 # --- EXIF and MPF directories whose entries all copy the same bytes ------------------------------
@@ -155,6 +194,12 @@ def gif_frames(count: int, size: tuple[int, int] = (64, 64)) -> bytes:
     """A GIF of `count` frames: red, then blue ones (the second frame's bytes repeated)."""
     header, first, later = _gif_parts(size)
     return header + first + later * (count - 1) + b"\x3b"
+
+
+def gif_with_comments(count: int, size: tuple[int, int] = (64, 64)) -> bytes:
+    """A red GIF with `count` one-byte comment extensions before its first frame."""
+    header, first, _ = _gif_parts(size)
+    return header + b"\x21\xfe\x01x\x00" * count + first + b"\x3b"
 
 
 # --- formats that are refused --------------------------------------------------------------------

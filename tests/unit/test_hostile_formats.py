@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from PIL import GifImagePlugin, Image, PngImagePlugin, TiffImagePlugin, WebPImagePlugin
 
-from collage.engine import ifd_guard, render
+from collage.engine import ifd_guard, render, structure
 from collage.engine.render import CoverError, Layout, decode_tile
 from tests.support.hostile_images import (
     BLUE,
@@ -29,11 +29,17 @@ from tests.support.hostile_images import (
     directory_bomb,
     encode,
     gif_frames,
+    gif_with_comments,
     heic,
+    jpeg_with_empty_segments,
     oriented,
     png,
     png_chunk,
+    png_with_empty_chunks,
+    progressive_jpeg,
+    scan_count,
     unsupported_images,
+    with_extra_scans,
     with_segment,
 )
 
@@ -366,6 +372,92 @@ def test_an_icc_profile_that_inflates_past_pillows_limit_is_refused_quickly() ->
     started = time.perf_counter()
     assert refused(data).code == "corrupt_image"
     assert time.perf_counter() - started < 1.0
+
+
+# --- progressive JPEG scans ----------------------------------------------------------------------
+
+
+def test_a_progressive_jpeg_with_its_usual_scans_decodes() -> None:
+    data = progressive_jpeg((864, 1536))
+    assert scan_count(data) == 10
+    assert close(decode_tile(data, LAYOUT).getpixel((108, 192)), RED)
+
+
+def test_scans_up_to_the_limit_decode_and_one_more_is_refused() -> None:
+    size = (216, 384)
+    base = progressive_jpeg(size)
+    at_limit = with_extra_scans(base, structure.MAX_SCANS - scan_count(base), size)
+    assert scan_count(at_limit) == structure.MAX_SCANS
+    assert close(decode_tile(at_limit, LAYOUT).getpixel((108, 192)), RED)
+    error = refused(with_extra_scans(base, structure.MAX_SCANS + 1 - scan_count(base), size))
+    assert error.code == "too_many_scans" and "100 scans" in str(error)
+
+
+def test_ten_thousand_scans_are_refused_before_decoding() -> None:
+    # 16 megapixels: each extra scan costs libjpeg ~2 ms, 10,000 of them ~20 s.
+    size = (4000, 4000)
+    data = with_extra_scans(progressive_jpeg(size), 10_000, size)
+    assert len(data) < 500_000
+    started = time.perf_counter()
+    assert refused(data).code == "too_many_scans"
+    assert time.perf_counter() - started < 0.5
+
+
+def test_scan_markers_after_the_image_end_do_not_count() -> None:
+    # A motion photo: a JPEG with a video appended after its EOI, where 0xFFDA occurs freely.
+    data = progressive_jpeg((216, 384)) + b"\x00\x00\x00\x18ftypmp42" + b"\xff\xda\x12" * 500
+    assert close(decode_tile(data, LAYOUT).getpixel((108, 192)), RED)
+
+
+# --- files of many small parts -------------------------------------------------------------------
+
+
+def test_png_chunks_up_to_the_limit_decode_and_more_are_refused() -> None:
+    # IHDR and IDAT count too.
+    assert decode_tile(png_with_empty_chunks(structure.MAX_PNG_CHUNKS - 2), LAYOUT)
+    assert refused(png_with_empty_chunks(structure.MAX_PNG_CHUNKS - 1)).code == "too_many_chunks"
+
+
+def test_a_million_empty_png_chunks_are_refused_quickly() -> None:
+    data = png_with_empty_chunks(1_000_000)  # 12 MB: Pillow alone takes ~5 s
+    started = time.perf_counter()
+    assert refused(data).code == "too_many_chunks"
+    assert time.perf_counter() - started < 0.5
+
+
+def test_jpeg_segments_up_to_the_limit_decode_and_more_are_refused() -> None:
+    # The small JPEG has 9 segments of its own up to its image data: APP0, 2 DQT, SOF, 4 DHT
+    # and SOS.
+    limit = structure.MAX_JPEG_SEGMENTS
+    assert decode_tile(jpeg_with_empty_segments(limit - 9), LAYOUT)
+    assert refused(jpeg_with_empty_segments(limit - 8)).code == "too_many_chunks"
+    started = time.perf_counter()
+    assert refused(jpeg_with_empty_segments(2_500_000)).code == "too_many_chunks"
+    assert time.perf_counter() - started < 0.5
+
+
+def test_megabytes_of_stray_bytes_in_a_jpeg_header_are_corrupt() -> None:
+    data = with_segment(small_jpeg(), 0xFFFE, b"ok")  # SOI, then a comment: 8 bytes
+    stray = data[:8] + b"\x01" * (2 << 20) + data[8:]  # Pillow reads them a byte at a time
+    error = refused(stray)
+    assert error.code == "corrupt_image" and "stray bytes" in str(error)
+
+
+def test_megabytes_of_stray_bytes_before_a_gif_frame_are_corrupt() -> None:
+    data = gif_with_comments(1)  # header, a comment, the frame
+    at = data.index(b"\x21\xfe") + 5
+    stray = data[:at] + bytes(2 << 20) + data[at:]  # Pillow skips them a byte at a time too
+    error = refused(stray)
+    assert error.code == "corrupt_image" and "stray bytes" in str(error)
+    assert close(decode_tile(data[:at] + bytes(1000) + data[at:], LAYOUT).getpixel((9, 9)), RED, 4)
+
+
+def test_gif_comment_blocks_before_the_first_frame_are_bounded() -> None:
+    assert close(decode_tile(gif_with_comments(1_000), LAYOUT).getpixel((108, 192)), RED, 4)
+    data = gif_with_comments(1_000_000)  # Pillow joins them quadratically: minutes
+    started = time.perf_counter()
+    assert refused(data).code == "too_many_chunks"
+    assert time.perf_counter() - started < 0.5
 
 
 # --- refused formats -----------------------------------------------------------------------------

@@ -9,7 +9,8 @@ Formats without draft (PNG, WebP, GIF, AVIF, HEIC) are reduced by integer factor
 
 A cover's format comes from its first bytes (formats), never from its URL. HEIC is decoded by
 pi-heif (libheif with libde265), imported with the first HEIC cover. Pillow's reading of EXIF
-and MPF blocks is bounded (ifd_guard).
+and MPF blocks is bounded (ifd_guard). Before Pillow parses a cover, its container parts are
+counted (structure).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 from PIL import Image, ImageColor, ImageMath, features
 
 from collage.config import ProcessingConfig
-from collage.engine import formats, ifd_guard
+from collage.engine import formats, ifd_guard, structure
 
 ifd_guard.install()
 
@@ -116,7 +117,8 @@ class Layout:
 def decode_tile(data: bytes, layout: Layout) -> Image.Image:
     """The tile for one cover: exactly the tile size ('crop'), or fitted inside it ('contain').
 
-    Raises CoverError: 'not_an_image', 'unsupported_format', 'too_many_pixels', 'corrupt_image'.
+    Raises CoverError: 'not_an_image', 'unsupported_format', 'too_many_pixels',
+    'too_many_scans', 'too_many_chunks', 'corrupt_image'.
     """
     kind = _decodable(data)
     try:
@@ -137,7 +139,7 @@ def _decodable(data: bytes) -> str:
     kind = formats.sniff(data[: formats.SNIFF_BYTES])
     if kind is None or kind not in formats.SUPPORTED_FORMATS:
         raise CoverError(*formats.refusal(kind))
-    problem = _missing_decoder(kind)
+    problem = _missing_decoder(kind) or structure.check(kind, data)
     if problem is not None:
         raise CoverError(*problem)
     return kind
