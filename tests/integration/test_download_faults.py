@@ -12,11 +12,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from collage.engine.download import Downloader, DownloadError, FetchPolicy
+from collage.engine.formats import NAMES
 from collage_tools.cover_server import CoverServer, fake_jpeg
 from collage_tools.loopback import local_guard
 from tests.support.faults import NetworkSpy
+from tests.support.hostile_images import RED, encode, heic, unsupported_images
 
 FAST = FetchPolicy(
     connect_timeout=1.0,
@@ -167,6 +170,26 @@ def test_not_an_image_stops_after_the_first_chunk(server: CoverServer) -> None:
     with Downloader(FetchPolicy(**{**FAST.__dict__, "max_bytes": 10 << 20})) as fetcher:
         assert fail(fetcher, server.url("/page.jpg")).code == "not_an_image"
         assert fetcher.bytes_downloaded == 0
+
+
+@pytest.mark.parametrize("kind", ["tiff", "svg", "jxl", "heif"])
+def test_a_refused_format_stops_after_the_first_chunk(server: CoverServer, kind: str) -> None:
+    body = unsupported_images()[kind] + bytes(5_000_000)
+    server.add("/cover.jpg", body, content_type="image/jpeg")
+    with Downloader(FetchPolicy(**{**FAST.__dict__, "max_bytes": 10 << 20})) as fetcher:
+        error = fail(fetcher, server.url("/cover.jpg"))
+        assert error.code == "unsupported_format" and NAMES[kind] in str(error)
+        assert fetcher.bytes_downloaded == 0
+
+
+@pytest.mark.parametrize("fmt", ["AVIF", "HEIC"])
+def test_avif_and_heic_are_fetched_whatever_their_content_type(
+    server: CoverServer, downloader: Downloader, fmt: str
+) -> None:
+    picture = Image.new("RGB", (64, 64), RED)
+    data = heic(picture) if fmt == "HEIC" else encode(picture, fmt)
+    server.add("/page.html", data, content_type="text/html")
+    assert downloader.fetch(server.url("/page.html")) == data
 
 
 @pytest.mark.parametrize("declare_length", [True, False])

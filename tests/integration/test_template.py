@@ -61,6 +61,12 @@ def tree_size(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and not f.is_symlink())
 
 
+def newest_version(binary: Path, prefix: bytes) -> int:
+    """The highest symbol version `prefix`N a shared library asks for (0 if none)."""
+    found = re.findall(re.escape(prefix) + rb"(\d+)", binary.read_bytes())
+    return max((int(minor) for minor in found), default=0)
+
+
 @pytest.mark.slow
 def test_sam_build_gives_each_function_only_its_dependencies(tmp_path):
     # Build a copy, so no build output (.aws-sam/) lands in the checkout.
@@ -87,6 +93,7 @@ def test_sam_build_gives_each_function_only_its_dependencies(tmp_path):
     assert (layers["RenderLayer"] / "PIL").is_dir() and (
         layers["RenderLayer"] / "requests"
     ).is_dir()
+    assert (layers["RenderLayer"] / "pi_heif").is_dir()  # HEIC covers
     assert (layers["SplitEngineLayer"] / "pyarrow").is_dir()
     sizes = {}
     for function, needs in FUNCTION_LAYERS.items():
@@ -101,7 +108,7 @@ def test_sam_build_gives_each_function_only_its_dependencies(tmp_path):
         assert not list(package.rglob("emulator.py")) and not list(package.rglob("cli.py"))
         carried = {p.name for layer in needs for p in layers[layer].iterdir()}
         if function != "RenderFunction":
-            assert "PIL" not in carried and "requests" not in carried, function
+            assert not carried & {"PIL", "requests", "pi_heif"}, function
         if function != "SplitFunction":
             assert "pyarrow" not in carried, function
         code = tree_size(package)
@@ -116,9 +123,14 @@ def test_sam_build_gives_each_function_only_its_dependencies(tmp_path):
     (imaging,) = (layers["RenderLayer"] / "PIL").glob("_imaging.cpython-311-*.so")
     (arrow,) = (layers["SplitEngineLayer"] / "pyarrow").glob("lib.cpython-311-*.so")
     (core,) = (layers["RuntimeLayer"] / "pydantic_core").glob("_pydantic_core.cpython-311-*.so")
-    for binary in (imaging, arrow, core):
+    (heif,) = layers["RenderLayer"].glob("_pi_heif.cpython-311-*.so")
+    for binary in (imaging, arrow, core, heif):
         header = binary.read_bytes()[:20]
         assert header[:4] == b"\x7fELF" and int.from_bytes(header[18:20], "little") == 0xB7
+    # Lambda's python3.11 runs on Amazon Linux 2: glibc 2.26, libstdc++ of GCC 7 (3.4.24).
+    for binary in layers["RenderLayer"].rglob("*.so*"):
+        assert newest_version(binary, b"GLIBC_2.") <= 26, binary
+        assert newest_version(binary, b"GLIBCXX_3.4.") <= 24, binary
     built = (build / "template.yaml").read_text()
     assert "collage_workflow.asl.json" in built
     print(

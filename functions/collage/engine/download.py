@@ -482,10 +482,14 @@ class Downloader:
 
 
 def _check_image(head: bytes, response: requests.Response, shown: str) -> None:
-    if formats.sniff(head) is None:
-        kind = response.headers.get("Content-Type", "unknown type").split(";")[0].strip()
-        served = kind if head else "an empty body"
+    kind = formats.sniff(head)
+    if kind is None:
+        declared = response.headers.get("Content-Type", "unknown type").split(";")[0].strip()
+        served = declared if head else "an empty body"
         raise DownloadError("not_an_image", f"{shown} is not an image (served {served})")
+    if kind not in formats.SUPPORTED_FORMATS:
+        code, reason = formats.refusal(kind)
+        raise DownloadError(code, f"{shown}: {reason}")
 
 
 def _tighten_read_timeout(raw: urllib3.HTTPResponse, seconds: float) -> None:

@@ -4,21 +4,37 @@ Speed comes from decoding as little as possible: a JPEG is decoded with `Image.d
 libjpeg scales it down by 1/2, 1/4 or 1/8 in the DCT domain to the smallest size still at least
 as large as the tile, and only that small image is then resized (one LANCZOS pass, crop box
 included) to the exact tile. EXIF rotation is applied to the small image, not the full one.
-Formats without draft (PNG, WebP, GIF) are reduced by integer factors first (`reducing_gap`).
+Formats without draft (PNG, WebP, GIF, AVIF, HEIC) are reduced by integer factors first
+(`reducing_gap`). An animated cover shows its first frame; no later frame is read.
+
+A cover's format comes from its first bytes (formats), never from its URL. HEIC is decoded by
+pi-heif (libheif with libde265), imported with the first HEIC cover. Pillow's reading of EXIF
+and MPF blocks is bounded (ifd_guard). Before Pillow parses a cover, its container parts are
+counted (structure).
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 from dataclasses import dataclass
 
-from PIL import Image, ImageColor, features
+from PIL import Image, ImageColor, ImageMath, features
 
 from collage.config import ProcessingConfig
-from collage.engine import formats
+from collage.engine import formats, ifd_guard, structure
 
-_PIL_FORMATS = {"jpeg": "JPEG", "png": "PNG", "webp": "WEBP", "gif": "GIF"}
+ifd_guard.install()
+
+_PIL_FORMATS = {
+    "jpeg": "JPEG",
+    "png": "PNG",
+    "webp": "WEBP",
+    "gif": "GIF",
+    "avif": "AVIF",
+    "heic": "HEIF",  # pi-heif's plugin
+}
 _EXIF_ORIENTATION = 0x0112
 # EXIF orientation -> the transpose that makes the image upright (as ImageOps.exif_transpose).
 _TRANSPOSE = {
@@ -101,13 +117,10 @@ class Layout:
 def decode_tile(data: bytes, layout: Layout) -> Image.Image:
     """The tile for one cover: exactly the tile size ('crop'), or fitted inside it ('contain').
 
-    Raises CoverError: 'not_an_image', 'unsupported_format', 'too_many_pixels', 'corrupt_image'.
+    Raises CoverError: 'not_an_image', 'unsupported_format', 'too_many_pixels',
+    'too_many_scans', 'too_many_chunks', 'corrupt_image'.
     """
-    kind = formats.sniff(data[: formats.SNIFF_BYTES])
-    if kind is None:
-        raise CoverError("not_an_image", "not a JPEG, PNG, WebP or GIF image")
-    if kind == "webp" and not features.check("webp"):
-        raise CoverError("unsupported_format", "this Pillow build cannot decode WebP")
+    kind = _decodable(data)
     try:
         with Image.open(io.BytesIO(data), formats=[_PIL_FORMATS[kind]]) as image:
             return _decode_open(image, kind, layout)
@@ -119,6 +132,38 @@ def decode_tile(data: bytes, layout: Layout) -> Image.Image:
         raise
     except Exception as error:  # untrusted bytes: Pillow raises many kinds on bad data
         raise CoverError("corrupt_image", f"{kind} does not decode: {error}"[:300]) from None
+
+
+def _decodable(data: bytes) -> str:
+    """The cover's format, when its bytes are worth handing to a decoder; else CoverError."""
+    kind = formats.sniff(data[: formats.SNIFF_BYTES])
+    if kind is None or kind not in formats.SUPPORTED_FORMATS:
+        raise CoverError(*formats.refusal(kind))
+    problem = _missing_decoder(kind) or structure.check(kind, data)
+    if problem is not None:
+        raise CoverError(*problem)
+    return kind
+
+
+def _missing_decoder(kind: str) -> tuple[str, str] | None:
+    if kind == "heic":
+        present = _heif_plugin()
+    else:
+        present = kind not in ("webp", "avif") or bool(features.check(kind))
+    if present:
+        return None
+    return "unsupported_format", f"this build cannot decode {formats.NAMES[kind]}"
+
+
+@functools.cache
+def _heif_plugin() -> bool:
+    """pi-heif's HEIF plugin for Pillow, registered with the first HEIC cover (~50 ms)."""
+    try:
+        import pi_heif
+    except ImportError:
+        return False
+    pi_heif.register_heif_opener()
+    return True
 
 
 def _decode_open(image: Image.Image, kind: str, layout: Layout) -> Image.Image:
@@ -169,15 +214,28 @@ def _scaled_size(size: tuple[int, int], layout: Layout) -> tuple[int, int]:
 
 def _normalise_mode(image: Image.Image) -> Image.Image:
     """RGB, or RGBA when the cover has transparency (composited after resizing, cheaper)."""
-    mode = image.mode
-    if mode == "RGB":
-        return image
-    if mode.startswith("I;16") or mode == "I":
-        image = image.convert("I").point(lambda value: value / 257).convert("L")
-        mode = "L"
-    if mode == "RGBA" or mode == "LA" or image.has_transparency_data:
+    if image.mode.startswith("I;16") or image.mode == "I":
+        image = _eight_bit_grey(image)
+    key = image.info.get("transparency")
+    if isinstance(key, tuple) and max(key) > 255:
+        # A 16-bit PNG's transparent colour; Pillow keeps the high byte of each sample.
+        image.info["transparency"] = tuple(value >> 8 for value in key)
+    if image.has_transparency_data:  # RGBA, LA, PA, or a transparent colour or palette entry
         return image.convert("RGBA")
+    if image.mode == "RGB":
+        return image
     return image.convert("RGB")  # L, P, CMYK (Pillow undoes Adobe's inverted CMYK), 1, F
+
+
+def _eight_bit_grey(image: Image.Image) -> Image.Image:
+    """16-bit greyscale as 'L', or 'LA' when one grey value is marked transparent."""
+    wide = image.convert("I")
+    grey = wide.point(lambda value: value / 257).convert("L")
+    key = grey.info.pop("transparency", None)
+    if isinstance(key, int):
+        opaque = ImageMath.lambda_eval(lambda args: (args["wide"] != key) * 255, wide=wide)
+        grey.putalpha(opaque.convert("L"))
+    return grey
 
 
 def _fit(image: Image.Image, layout: Layout) -> Image.Image:
