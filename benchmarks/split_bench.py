@@ -175,12 +175,22 @@ def make_csv(
             out.write("\n".join(lines) + "\n")
 
 
+# Appended to each child's code: its own peak RSS. getrusage would count the parent's at fork
+# (a pytest process of 900 MB made every child "900 MB"); VmHWM starts afresh at exec.
+PEAK = """
+for line in open("/proc/self/status"):
+    if line.startswith("VmHWM:"):
+        print("peak_kib", line.split()[1])
+"""
+
+
 def run_child(code: str, *args: str) -> dict:
     """Run `code` in a new interpreter; its wall and CPU seconds, peak RSS (MB) and output."""
     started = time.perf_counter()
-    child = subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.PIPE, text=True)
+    command = [sys.executable, "-c", code + PEAK, *args]
+    child = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     assert child.stdout is not None
-    output = child.stdout.read()
+    output, _, peak = child.stdout.read().rstrip().rpartition("peak_kib ")
     _, status, usage = os.wait4(child.pid, 0)
     child.returncode = os.waitstatus_to_exitcode(status)
     wall = time.perf_counter() - started
@@ -189,7 +199,7 @@ def run_child(code: str, *args: str) -> dict:
     return {
         "wall": wall,
         "cpu": usage.ru_utime + usage.ru_stime,
-        "rss_mb": usage.ru_maxrss / 1024,  # KiB on Linux
+        "rss_mb": int(peak) / 1024,
         "output": output.strip(),
     }
 
@@ -223,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tmp)
         csv_path, items, who = work / "covers.csv", work / "items.json", work / "creators.jsonl"
         started = time.perf_counter()
-        # In a child, so this process stays small: a child's peak RSS counts its parent's at fork.
+        # The CSV is made in a child too, so this process stays small.
         options = (str(rows), str(int(args.quote_all)), str(args.covers_per_creator))
         run_child(GENERATE, str(Path(__file__).parent), str(csv_path), *options)
         print(f"generated {rows:,} rows in {time.perf_counter() - started:.1f} s")
