@@ -10,13 +10,11 @@ AVIF/HEIC transform that makes it upright), or a plain red first frame of an ani
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from PIL import Image
 
-from collage_tools.cover_server import CoverServer
 from tests.support.hostile_images import (
     BLUE,
     RED,
@@ -36,12 +34,6 @@ from tests.support.workflow import csv_text, image, read_json, run_csv
 pytestmark = pytest.mark.e2e
 
 TILE = (216, 384)
-
-
-@pytest.fixture
-def server() -> Iterator[CoverServer]:
-    with CoverServer() as cover_server:
-        yield cover_server
 
 
 def near(got: tuple[int, ...], want: tuple[int, int, int], tolerance: int = 24) -> bool:

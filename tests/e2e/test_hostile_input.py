@@ -8,12 +8,10 @@ the run's output prefix; bad SQS messages fail alone and end in the dead-letter 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import pytest
 from PIL import Image
 
-from collage_tools.cover_server import CoverServer
 from collage_tools.covers import encode, make_cover
 from tests.support.workflow import (
     csv_text,
@@ -28,12 +26,6 @@ from tests.support.workflow import (
 pytestmark = pytest.mark.e2e
 
 TILE = (216, 384)
-
-
-@pytest.fixture
-def server() -> Iterator[CoverServer]:
-    with CoverServer() as cover_server:
-        yield cover_server
 
 
 def report_of(stack, described: dict) -> dict:
