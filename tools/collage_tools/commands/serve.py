@@ -43,23 +43,22 @@ def run(args: argparse.Namespace) -> int:
     announce = sys.stdout  # before running_stack takes stdout from the handlers
     with running_stack(allow_loopback=args.allow_loopback, verbose=args.verbose) as local:
         try:
-            server = _server(args.port, args.verbose)
-            endpoint = server.__enter__()
+            server = _start_server(args.port, args.verbose)
         except OSError as error:
             print(f"collage serve: port {args.port}: {error.strerror or error}", file=sys.stderr)
             return 1
         try:
-            _announce(announce, endpoint, STACK, local.outputs())
+            host, bound = server.get_host_and_port()
+            _announce(announce, f"http://{host}:{bound}", STACK, local.outputs())
             with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is the way to stop
                 stopping.wait()
         finally:
-            server.__exit__(None, None, None)
+            server.stop()
     print("collage serve: stopped; the local stack and its objects are gone", file=sys.stderr)
     return 0
 
 
-@contextlib.contextmanager
-def _server(port: int, verbose: bool) -> Any:
+def _start_server(port: int, verbose: bool) -> Any:
     """moto's server on 127.0.0.1, over the same in-process backends as the local stack."""
     from moto.server import ThreadedMotoServer
 
@@ -67,11 +66,7 @@ def _server(port: int, verbose: bool) -> Any:
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=verbose)
     server.start()
-    try:
-        host, bound = server.get_host_and_port()
-        yield f"http://{host}:{bound}"
-    finally:
-        server.stop()
+    return server
 
 
 def _announce(out: TextIO, endpoint: str, stack: str, outputs: dict[str, str]) -> None:
