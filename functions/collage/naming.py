@@ -16,8 +16,10 @@ MAX_SAFE_NAME = 100  # characters of the readable part of a key segment
 _HASH_TAIL = re.compile(r"-[0-9a-f]{8}$")
 # Path and shell characters, C0/C1 controls, and the invisible ones: zero-width characters,
 # bidi overrides and isolates, soft hyphen, BOM, line and paragraph separators.
+# Characters unsafe in a key or a URL, refused in a message's output_prefix too.
+_KEY_UNSAFE = ':*?"<>|#%{}^~`[]\\'
 _UNSAFE = re.compile(
-    r"[\x00-\x1f\x7f-\x9f/\\:*?\"<>|#%{}^~`\[\]"
+    rf"[\x00-\x1f\x7f-\x9f/{re.escape(_KEY_UNSAFE)}"
     r"\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb]+"
 )
 # Names Windows keeps for devices, with or without an extension ("con", "com1.txt").
@@ -31,7 +33,7 @@ MAX_EXECUTION_NAME = 80
 # S3's 1,024 bytes. Characters refused in it: the key segments' unsafe set, and any control,
 # format (bidi overrides, zero-width), separator or surrogate character.
 MAX_PREFIX_BYTES = 256
-_PREFIX_UNSAFE = frozenset(':*?"<>|#%{}^~`[]\\')
+_PREFIX_UNSAFE = frozenset(_KEY_UNSAFE)
 _INVISIBLE = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
 
 
@@ -58,8 +60,9 @@ def safe_segment(name: str) -> str:
     return f"{cleaned or 'creator'}-{short_hash(name)}"
 
 
-def _needs_tail(cleaned: str) -> bool:
-    return not cleaned or bool(_HASH_TAIL.search(cleaned) or _WINDOWS_RESERVED.match(cleaned))
+def _needs_tail(name: str) -> bool:
+    """An empty name, one that ends like a hash tail, or a Windows device name."""
+    return not name or bool(_HASH_TAIL.search(name) or _WINDOWS_RESERVED.match(name))
 
 
 EXECUTION_DIGEST = 10  # hex characters of the identity's hash that end an execution name

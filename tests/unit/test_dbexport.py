@@ -13,6 +13,7 @@ import pytest
 
 from collage_tools import dbexport
 from collage_tools.commands import export_urls
+from collage_tools.files import atomic_output
 from tests.support.export import export, read_csv
 from tests.support.reference_csv import read_rows
 
@@ -299,7 +300,7 @@ def test_failure_mid_stream_keeps_the_old_csv_and_removes_the_temp_file(db_url, 
 
 def test_interrupt_while_writing_removes_the_temp_file(tmp_path):
     target = tmp_path / "x.csv"
-    with pytest.raises(KeyboardInterrupt), dbexport.atomic_output(target) as handle:
+    with pytest.raises(KeyboardInterrupt), atomic_output(target) as handle:
         handle.write("partial")
         assert leftovers(tmp_path) != []
         raise KeyboardInterrupt

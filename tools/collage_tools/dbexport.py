@@ -17,23 +17,23 @@ from __future__ import annotations
 import csv
 import os
 import re
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from functools import cache
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection
 from sqlalchemy.sql.elements import quoted_name
 
 from collage.csv_input import spreadsheet_safe
+from collage_tools.files import atomic_output
 
 HEADER = ("creator_name", "cover_url", "updated_at")
 URL_ENV = "COLLAGE_DB_URL"
@@ -520,32 +520,6 @@ def format_updated(value: object) -> str | None:
 
 
 # --- output -------------------------------------------------------------------------------------
-
-
-@contextmanager
-def atomic_output(path: Path) -> Iterator[IO[str]]:
-    """A text handle on a temp file beside `path`, fsynced and renamed over `path` on success,
-    removed on any failure (so no half-written CSV is ever left under the real name)."""
-    descriptor, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8", newline="") as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual file mode
-        os.replace(temp, path)
-    except BaseException:
-        with suppress(FileNotFoundError):
-            os.unlink(temp)
-        raise
-    with suppress(OSError):  # make the rename itself durable
-        directory = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
 
 
 def upload(path: Path, s3_url: str) -> str:

@@ -163,17 +163,11 @@ def _write(path: Path, data: bytes) -> None:
         with os.fdopen(os.open(path, os.O_WRONLY), "wb") as device:
             device.write(data)
         return
+    from collage_tools.files import atomic_output
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    # O_EXCL: a file or symlink planted under the temp name is never written through.
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(data)
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+    with atomic_output(path, binary=True) as handle:
+        handle.write(data)
 
 
 def write_pages(output: Path, pages: list[bytes]) -> list[Path]:
