@@ -26,6 +26,7 @@ from collage.runs import ARCHIVE_PREFIX, FAILED_PREFIX, parked_key
 
 READ_WORKERS = 32  # result records are small: many in flight keeps a 50k-creator run quick
 WINDOW = 1024  # creators whose records are read before they are written out
+SUMMARY_ROW_ISSUES = 10  # in the execution output (and so on stdout of collage run / submit)
 
 
 def report_key(run: Run) -> str:
@@ -227,6 +228,9 @@ def _report(
         "status": status,
         "error": report["error"],
         **run_totals,
+        # The first row issues, each with its line, column and quoted value (at most 200
+        # characters each, so the summary stays far below Step Functions' 256 KiB).
+        "row_issues_first": row_issues[:SUMMARY_ROW_ISSUES],
         "collages_at": f"s3://{output_bucket}/{run.output_prefix}",
         "report": f"s3://{output_bucket}/{key}",
         "csv": report["csv"],

@@ -14,12 +14,18 @@ pytestmark = pytest.mark.e2e
 
 def test_run_writes_the_output_bucket_and_prints_the_summary(tmp_path, covers, capsys):
     source = tmp_path / "covers.csv"
-    source.write_text(csv_text([("gus", url, "2025-01-01") for url in covers[:3]]))
+    rows = [("gus", url, "2025-01-01") for url in covers[:3]]
+    rows.append(("gus", "ftp://user:secret@cdn.example/x.jpg", ""))
+    source.write_text(csv_text(rows))
     out = tmp_path / "out"
     assert main(["run", str(source), "--out", str(out), "--allow-loopback"]) == 0
     captured = capsys.readouterr()
     summary = json.loads(captured.out)  # stdout holds the summary and nothing else
-    assert summary["status"] == "succeeded" and summary["collages"] == 1
+    assert summary["status"] == "completed_with_failures" and summary["collages"] == 1
+    # The row issue, as in the report: line, column, the value quoted without its password.
+    (issue,) = summary["row_issues_first"]
+    assert (issue["line"], issue["column"]) == (5, "cover_url")
+    assert issue["value"].startswith("ftp://") and "secret" not in issue["value"]
     assert "collage: execution covers-" in captured.err
     files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
     assert len(files) == 2
