@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY ?= 0
 
-.PHONY: install demo test unit integration e2e lint format validate build bench bench-quick bench-split bench-export cost mariadb clean
+.PHONY: install demo test unit integration e2e bench-tests lint format validate build bench bench-quick bench-split bench-export cost mariadb clean
 
 install: $(STAMP)
 
@@ -33,6 +33,10 @@ integration: install
 
 e2e: install
 	$(PY) -m pytest tests/e2e
+
+# The benchmarks in their quick mode, each checked for every figure it prints.
+bench-tests: install
+	$(PY) -m pytest tests/bench
 
 # checkov in a venv of its own (inside .venv): it pins boto3/botocore/packaging versions that
 # would downgrade what moto and the SAM CLI need.

@@ -14,12 +14,14 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+# Whole benchmark runs in subprocesses (tens of seconds): a tier of their own, not unit tests.
+pytestmark = [pytest.mark.bench, pytest.mark.slow]
+
 ROOT = Path(__file__).resolve().parents[2]
 METHODS = ("engine (collage render)", "naive Pillow", "ImageMagick montage", "pyvips", "floor")
 ROW = r"\s+(\d+)\s+(\d+)\s+([\d.]+)\s+([\d.]+)$"
 
 
-@pytest.mark.slow
 def test_quick_benchmark_prints_every_figure(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, "benchmarks/render_bench.py", "--quick", "--out-dir", str(tmp_path)],
