@@ -274,7 +274,27 @@ def download_runs(folder: Path, runs: int) -> tuple[float, int, int]:
     return statistics.median(walls[1:]), connections, failures
 
 
-def print_breakdown(folder: Path, runs: int, launcher: Launcher, scratch: Path) -> None:
+# What `collage render` of local files imports before its first cover, against what the floor
+# (a bare Pillow script with a thread pool) imports: the start-up a user pays on every call.
+STARTUP_IMPORTS = {
+    "engine": "import collage_tools.cli, collage_tools.commands.render, collage.engine.pipeline",
+    "floor": "from PIL import Image, JpegImagePlugin; import concurrent.futures",
+}
+STARTUP_SLACK_MS = 25  # the target: the engine starts at most this much later than the floor
+
+
+def startup_ms(runs: int, launcher: Launcher, scratch: Path) -> dict[str, float]:
+    """Median wall ms of a process that only imports, for the engine and the floor, interleaved."""
+    walls: dict[str, list[float]] = {name: [] for name in STARTUP_IMPORTS}
+    for _ in range(2 * runs + 1):  # the first round warms up; not counted
+        for name, statement in STARTUP_IMPORTS.items():
+            walls[name].append(launcher.run([sys.executable, "-c", statement], scratch)[0])
+    return {name: statistics.median(times[1:]) * 1000 for name, times in walls.items()}
+
+
+def print_breakdown(
+    folder: Path, runs: int, launcher: Launcher, scratch: Path, verdicts: Verdicts
+) -> None:
     """Where the engine's extra time goes: its own work in-process, and its imports."""
     from collage.engine.download import FetchPolicy
     from collage.engine.pipeline import build_collage
@@ -305,6 +325,17 @@ def print_breakdown(folder: Path, runs: int, launcher: Launcher, scratch: Path) 
         f"breakdown: in-process (no interpreter start, no imports) build_collage "
         f"{engine * 1000:.0f} ms vs floor {floor * 1000:.0f} ms ({engine / floor:.2f} x); "
         f"importing collage.engine.download (requests, urllib3) adds {extra * 1000:.0f} ms"
+    )
+    startup = startup_ms(runs, launcher, scratch)
+    added = startup["engine"] - startup["floor"]
+    print(
+        f"start-up: importing what collage render loads {startup['engine']:.0f} ms vs the "
+        f"floor's imports {startup['floor']:.0f} ms ({added:+.0f} ms), whole processes"
+    )
+    verdicts.check(
+        f"start-up <= floor's + {STARTUP_SLACK_MS} ms",
+        added <= STARTUP_SLACK_MS,
+        f"{added:+.0f} ms",
     )
 
 
@@ -397,7 +428,7 @@ def run_all(args: argparse.Namespace, launcher: Launcher) -> int:
         judge(results, verdicts)
 
         big = SIZES[0]
-        print_breakdown(folders[big], runs, launcher, scratch)
+        print_breakdown(folders[big], runs, launcher, scratch, verdicts)
         for size in SIZES:  # each input size takes its own decode path (draft scale, resize)
             label = f"{size[0]}x{size[1]}"
             engine_out = scratch / f"engine-{label}.jpg"

@@ -44,6 +44,11 @@ def test_quick_benchmark_prints_every_figure(tmp_path: Path) -> None:
             assert int(wall) > 0 and int(cpu) > 0 and float(peak) > 0 and float(ratio) > 0
     breakdown = re.search(r"build_collage (\d+) ms vs floor (\d+) ms .* adds (-?\d+) ms", out)
     assert breakdown and int(breakdown.group(1)) > 0 and int(breakdown.group(2)) > 0
+    startup = re.search(
+        r"^start-up: .* (\d+) ms vs the floor's imports (\d+) ms \(([+-]\d+) ms\)", out, re.M
+    )
+    assert startup and int(startup.group(1)) > 0 and int(startup.group(2)) > 0
+    assert re.search(r"^  (MET    |NOT MET)  start-up <= floor's \+ \d+ ms: ", out, re.M)
     scores = re.findall(r"^quality (\d+x\d+): mean tile PSNR ([\d.]+) dB", out, re.MULTILINE)
     assert [size for size, _ in scores] == ["1080x1920", "720x1280"]
     assert all(float(score) > 20 for _, score in scores)
