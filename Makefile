@@ -19,10 +19,11 @@ $(STAMP): pyproject.toml functions/pyproject.toml requirements/dev.txt
 	if [ -x $(PY) ] && [ "$$(version $(PY))" != "$$(version "$$python")" ]; then \
 	  echo "$(VENV) runs Python $$(version $(PY)): making it anew"; rm -rf $(VENV); fi; \
 	echo "$(VENV): $$("$$python" --version) ($$python)"; "$$python" -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
 	# Two packages: the deployed one (functions/) and the local tools around it (tools/), every
-	# dependency at the version requirements/dev.txt locks (`make lock` refreshes it).
-	$(PY) -m pip install --quiet -c requirements/dev.txt -e ./functions -e '.[dev]'
+	# dependency at the version requirements/dev.txt locks (`make lock` refreshes it). Installed
+	# by uv, the lock's own resolver: ~1 min from nothing, where pip took 5-6 here.
+	$(PY) -m pip install --quiet "$$(grep '^uv==' requirements/dev.txt)"
+	$(VENV)/bin/uv pip install --quiet --python $(PY) -c requirements/dev.txt -e ./functions -e '.[dev]'
 	touch $(STAMP)
 
 # The locks, resolved by uv for the platform each runs on, not for this machine: the dev venv
