@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import IO, Any
 
-from collage.aws import Store, is_missing
+from collage.aws import Store, error_code, is_denied, is_missing
 from collage.config import ProcessingConfig
 from collage.contracts import Run
 from collage.csv_input import CsvFileError, RowIssue
@@ -53,18 +53,27 @@ def split_run(
 
 
 def _open_csv(run: Run, store: Store) -> Any:
-    """The run's CSV, or the copy an earlier execution of this run parked (a restarted run)."""
+    """The run's CSV, or the copy an earlier execution of this run parked (a restarted run).
+
+    S3 answers a missing key with 403 instead of 404 when the caller may not list the bucket
+    (or, perhaps, when its ListBucket grant has an s3:prefix condition: see the README's
+    deploy checklist), so a 403 here also moves on to the next key. That is safe: each key
+    holds this run's own CSV. When none can be read, the error names every key tried.
+    """
     from botocore.exceptions import ClientError
 
     source = run.source_key
     parked = [parked_key(p, source, run.timestamp) for p in (ARCHIVE_PREFIX, FAILED_PREFIX)]
+    refused: list[str] = []
     for key in (source, *parked):
         try:
             return store.open_object(run.source_bucket, key)
         except ClientError as error:
-            if not is_missing(error) or key == parked[-1]:
+            if not (is_missing(error) or is_denied(error)):
                 raise
-    raise AssertionError("unreachable")
+            refused.append(f"{key} ({error_code(error)})")
+    where = f"s3://{run.source_bucket}/"
+    raise CsvFileError(f"CSV not found: {where}{source}; tried {where}" + ", ".join(refused))
 
 
 @contextmanager
