@@ -15,6 +15,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import IO, Any
 
 from collage.aws import Store, error_code, is_denied, is_missing
@@ -23,7 +24,11 @@ from collage.contracts import Run
 from collage.csv_input import CsvFileError, RowIssue
 from collage.errors import retried_when_transient
 from collage.runs import ARCHIVE_PREFIX, FAILED_PREFIX, parked_key
-from collage.split import SplitLimits, split_csv
+from collage.split import PAYLOAD_LIMIT, SplitLimits, split_csv
+
+# Bytes kept free beyond the measured run and settings: Step Functions' own serialization of the
+# child's input is not documented byte for byte.
+ENVELOPE_MARGIN = 1024
 
 
 @retried_when_transient
@@ -42,14 +47,23 @@ def split_run(
     """
     from botocore.exceptions import ClientError
 
+    limits = limits or replace(SplitLimits(), item_bytes=item_room(run, config))
     try:
-        return _split(run, config, store, temp_bucket, limits or SplitLimits())
+        return _split(run, config, store, temp_bucket, limits)
     except ClientError as error:
         if is_missing(error):
             raise CsvFileError(
                 f"CSV not found: s3://{run.source_bucket}/{run.source_key}"
             ) from None
         raise
+
+
+def item_room(run: Run, config: ProcessingConfig) -> int:
+    """The bytes a map item may take: a map child's input is `{"run", "config", "item"}` (the
+    ASL's ItemSelector), at most Step Functions' PAYLOAD_LIMIT. The run and config are measured
+    in their longest form (every non-ASCII character escaped, a space after each `:` and `,`)."""
+    envelope = {"run": run.model_dump(mode="json"), "config": config.to_dict(), "item": None}
+    return PAYLOAD_LIMIT - len(json.dumps(envelope, default=str)) - ENVELOPE_MARGIN
 
 
 def _open_csv(run: Run, store: Store) -> Any:
