@@ -141,7 +141,15 @@ def test_an_aggregate_bug_still_writes_a_report_and_parks_the_csv(
     assert "a bug in the report code" in report["error"]["reason"]
 
 
-def test_when_the_aggregate_function_cannot_report_the_state_machine_does(enforced, monkeypatch):
+@pytest.mark.parametrize(
+    "key",
+    ["csv-files/daily/worse.csv", "csv-files/daily/a b+c%20d é.csv"],
+    ids=["plain", "space-plus-percent-unicode"],
+)
+def test_when_the_aggregate_function_cannot_report_the_state_machine_does(
+    enforced, monkeypatch, key
+):
+    """Issue 22, item 6: the park's CopySource is URL-encoded (a raw `%20` named another key)."""
     import json
 
     from collage.handlers import aggregate
@@ -150,7 +158,7 @@ def test_when_the_aggregate_function_cannot_report_the_state_machine_does(enforc
         raise RuntimeError("the aggregate function is broken")
 
     monkeypatch.setattr(aggregate, "finish_run", always_broken)
-    _, described = run_csv(enforced, "creator_name,cover_url\n", "csv-files/daily/worse.csv")
+    _, described = run_csv(enforced, "creator_name,cover_url\n", key)
     assert enforced.denied == [], enforced.denied
     assert described["status"] == "FAILED"
     assert keys(enforced, "InputBucket", "csv-files/") == []

@@ -46,7 +46,7 @@ from contextlib import ExitStack
 from typing import Any, Literal
 from urllib.parse import unquote
 
-from collage_tools.emulator import ACCOUNT, REGION, STACK, LocalStack
+from collage_tools.emulator import ACCOUNT, REGION, STACK, LocalStack, verbatim_copy_source
 from scripts.permissions_table import translated_resources
 
 PARTITION = "aws"
@@ -420,7 +420,8 @@ class EnforcedStack(LocalStack):
             config = Config(
                 parameter_validation=False, retries={"max_attempts": 0, "total_max_attempts": 1}
             )
-            return boto3.client(service, region_name=region, config=config, **credentials)
+            client = boto3.client(service, region_name=region, config=config, **credentials)
+            return verbatim_copy_source(client)
 
         base = "moto.stepfunctions.parser.asl.component.state.exec."
         for module_name in (

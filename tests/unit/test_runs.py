@@ -156,3 +156,18 @@ def test_a_hostile_output_prefix_refuses_the_message(prefix, reason):
 def test_json_that_python_cannot_parse_is_refused_not_raised(body):
     with pytest.raises(MessageError, match="message body is not valid JSON: "):
         run_from_message("m-1", body, SENT, "in", ProcessingConfig())
+
+
+def test_the_run_carries_its_csv_as_s3s_url_encoded_copy_source():
+    """Issue 22, item 6: the state machine's park copies with it; S3 wants it URL-encoded."""
+    from collage.contracts import Run, copy_source
+
+    assert copy_source("in", "csv-files/a b+c%20d é.csv") == (
+        "in/csv-files/a%20b%2Bc%2520d%20%C3%A9.csv"
+    )
+    run = Run(
+        id="x", trigger="s3", source_bucket="in", source_key="csv-files/a b.csv",
+        csv_name="a b", timestamp="20250101T000000Z", output_prefix="o/collages/",
+        temp_prefix="runs/x/",
+    )  # fmt: skip
+    assert run.copy_source == "in/csv-files/a%20b.csv"
