@@ -78,12 +78,18 @@ class MapSettings(StepDocument):
 
     @classmethod
     def from_environment(cls, env: Mapping[str, str]) -> MapSettings:
-        """The stack's map settings (MAP_MAX_CONCURRENCY, MAP_TOLERATED_FAILURE_PERCENTAGE)."""
+        """The stack's map settings (MAP_MAX_CONCURRENCY, MAP_TOLERATED_FAILURE_PERCENTAGE),
+        the concurrency held to the collage task's reserved concurrency when there is one
+        (RENDER_RESERVED_CONCURRENCY, 0 for none): one run alone is then never throttled."""
         values = {
             "max_concurrency": env.get("MAP_MAX_CONCURRENCY"),
             "tolerated_failure_percentage": env.get("MAP_TOLERATED_FAILURE_PERCENTAGE"),
         }
-        return cls.model_validate({k: v for k, v in values.items() if v})
+        settings = cls.model_validate({k: v for k, v in values.items() if v})
+        reserved = int(env.get("RENDER_RESERVED_CONCURRENCY") or 0)
+        if 0 < reserved < settings.max_concurrency:
+            return settings.model_copy(update={"max_concurrency": reserved})
+        return settings
 
 
 class ExecutionInput(StepDocument):

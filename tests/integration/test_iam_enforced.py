@@ -264,3 +264,25 @@ def test_a_restarted_run_reads_the_csv_it_parked_under_the_template_roles(
         assert {r for _, _, r in denials} <= tried, denials
         if without:
             assert len(denials) == 2, "the moved source and archive/ should have answered 403"
+
+
+def test_an_upload_event_with_an_encoded_key_starts_the_run_of_that_object(enforced, cover_server):
+    """Issue 22, item 8, under the starter's role: `a b+c.csv` named as `a+b%2Bc.csv`."""
+    import json
+
+    from collage_tools.emulator import s3_object_created_event
+
+    url = cover_server.add("/k/0.jpg", make_cover(0, TILE))
+    bucket, key = enforced.names["InputBucket"], "csv-files/a b+c.csv"
+    data = csv_text([("ann", url, "2025-01-01")]).encode()
+    etag = enforced.store.s3.put_object(Bucket=bucket, Key=key, Body=data)["ETag"].strip('"')
+    event = s3_object_created_event(bucket, "csv-files/a+b%2Bc.csv", len(data), etag)
+
+    started = enforced.invoke("StartFromS3Function", event)
+
+    described = enforced.wait(started["name"], timeout=120)
+    assert described["status"] == "SUCCEEDED", described
+    assert json.loads(described["input"])["run"]["source_key"] == key
+    assert len(keys(enforced, "InputBucket", "archive/a b+c_")) == 1
+    # Only the lookup of the encoded reading was refused (403: not there, nothing to list).
+    assert {r for _, _, r in enforced.denied} <= {f"arn:aws:s3:::{bucket}/csv-files/a+b%2Bc.csv"}

@@ -57,6 +57,8 @@ ADMIN_POLICY = {
 # Who is calling: a function's logical id, or None for the test harness (the administrator).
 _caller: contextvars.ContextVar[str | None] = contextvars.ContextVar("iam_caller", default=None)
 STATE_MACHINE = "CollageStateMachine"
+STACK_UUID = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
+STACK_ID = f"arn:{PARTITION}:cloudformation:{REGION}:{ACCOUNT}:stack/{STACK}/{STACK_UUID}"
 # moto names some actions after the API operation; IAM names them differently.
 IAM_ACTIONS = {"lambda:Invoke": "lambda:InvokeFunction"}
 
@@ -73,6 +75,14 @@ def role_policies(resources: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     return by_principal
 
 
+# Fn::Join, Fn::Select and Fn::Split: (first argument, the second resolved) -> value.
+_LISTS = {
+    "Fn::Join": lambda separator, values: separator.join(str(v) for v in values),
+    "Fn::Select": lambda index, values: values[int(index)],
+    "Fn::Split": lambda separator, text: text.split(separator),
+}
+
+
 class Resolver:
     """Resolves the intrinsic functions of a policy to the local stack's values."""
 
@@ -84,6 +94,7 @@ class Resolver:
             "AWS::Region": REGION,
             "AWS::AccountId": ACCOUNT,
             "AWS::StackName": STACK,
+            "AWS::StackId": STACK_ID,
             "AWS::URLSuffix": "amazonaws.com",
         }
 
@@ -138,8 +149,8 @@ class Resolver:
                 if isinstance(argument, str):
                     return self.sub(argument, {})
                 return self.sub(argument[0], argument[1])
-            if key == "Fn::Join":
-                return argument[0].join(str(self(v)) for v in argument[1])
+            if key in _LISTS:
+                return _LISTS[key](argument[0], self(argument[1]))
         return {k: self(v) for k, v in value.items()}
 
 

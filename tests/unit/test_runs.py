@@ -171,3 +171,11 @@ def test_the_run_carries_its_csv_as_s3s_url_encoded_copy_source():
         temp_prefix="runs/x/",
     )  # fmt: skip
     assert run.copy_source == "in/csv-files/a%20b.csv"
+
+
+def test_a_runs_map_concurrency_is_held_to_the_collage_tasks_reserved_concurrency():
+    env = {"MAP_MAX_CONCURRENCY": "40", "MAP_TOLERATED_FAILURE_PERCENTAGE": "25"}
+    assert MapSettings.from_environment(env).max_concurrency == 40
+    for reserved, expected in (("0", 40), ("10", 10), ("100", 40), ("", 40)):
+        settings = MapSettings.from_environment({**env, "RENDER_RESERVED_CONCURRENCY": reserved})
+        assert settings.max_concurrency == expected, reserved
