@@ -55,6 +55,8 @@ def show(value: Any, variables: dict[str, Any] | None = None) -> str:
     elif "Fn::GetAtt" in value:
         name, attribute = value["Fn::GetAtt"]
         return name if attribute in ("Arn", "Name") else f"{name}.{attribute}"
+    elif "Fn::Select" in value:
+        return "<stack id>"  # the only one in the policies: the stack id's last part
     elif "Fn::Sub" in value:
         argument = value["Fn::Sub"]
         if isinstance(argument, str):

@@ -38,6 +38,17 @@ def is_missing(error: Exception) -> bool:
     return response.get("Error", {}).get("Code") in _MISSING
 
 
+def error_code(error: Exception) -> str:
+    """The service's error code (`NoSuchKey`, `AccessDenied`, `403` for a HEAD), or ""."""
+    response = getattr(error, "response", None) or {}
+    return str(response.get("Error", {}).get("Code", ""))
+
+
+def is_denied(error: Exception) -> bool:
+    """True for S3's 403: no permission, or a missing key the caller may not list."""
+    return error_code(error) in ("AccessDenied", "403")
+
+
 class Store:
     """S3 objects and Step Functions executions, through the clients it was given."""
 

@@ -13,7 +13,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from collage.config import MAX_URL_LENGTH, ProcessingConfig, load_constraints
 from collage.naming import check_prefix
@@ -39,10 +46,30 @@ class Run(StepDocument):
     trigger: Literal["s3", "sqs"]
     source_bucket: str
     source_key: str
+    # `bucket/key` URL-encoded, as S3's CopyObject wants its CopySource: the state machine's
+    # last-resort park copies with it, and no States.* intrinsic function URL-encodes.
+    copy_source: str = ""
     csv_name: str
     timestamp: str  # the event's time, compact ISO 8601 (20250119T103000Z)
     output_prefix: str  # ends with "collages/"
     temp_prefix: str  # runs/<id>/ in the temp bucket
+
+    @model_validator(mode="before")
+    @classmethod
+    def _encoded_copy_source(cls, values: Any) -> Any:
+        """Filled in from the bucket and key when a document (an older run's) lacks it."""
+        if isinstance(values, dict) and not values.get("copy_source"):
+            bucket, key = values.get("source_bucket"), values.get("source_key")
+            if isinstance(bucket, str) and isinstance(key, str):
+                values = {**values, "copy_source": copy_source(bucket, key)}
+        return values
+
+
+def copy_source(bucket: str, key: str) -> str:
+    """S3's CopySource for bucket/key: UTF-8, percent-encoded (a space, `+`, `%`, `é`...)."""
+    from urllib.parse import quote
+
+    return quote(f"{bucket}/{key}", safe="/")
 
 
 class MapSettings(StepDocument):
@@ -51,12 +78,18 @@ class MapSettings(StepDocument):
 
     @classmethod
     def from_environment(cls, env: Mapping[str, str]) -> MapSettings:
-        """The stack's map settings (MAP_MAX_CONCURRENCY, MAP_TOLERATED_FAILURE_PERCENTAGE)."""
+        """The stack's map settings (MAP_MAX_CONCURRENCY, MAP_TOLERATED_FAILURE_PERCENTAGE),
+        the concurrency held to the collage task's reserved concurrency when there is one
+        (RENDER_RESERVED_CONCURRENCY, 0 for none): one run alone is then never throttled."""
         values = {
             "max_concurrency": env.get("MAP_MAX_CONCURRENCY"),
             "tolerated_failure_percentage": env.get("MAP_TOLERATED_FAILURE_PERCENTAGE"),
         }
-        return cls.model_validate({k: v for k, v in values.items() if v})
+        settings = cls.model_validate({k: v for k, v in values.items() if v})
+        reserved = int(env.get("RENDER_RESERVED_CONCURRENCY") or 0)
+        if 0 < reserved < settings.max_concurrency:
+            return settings.model_copy(update={"max_concurrency": reserved})
+        return settings
 
 
 class ExecutionInput(StepDocument):

@@ -66,11 +66,14 @@ class RunRequest:
 
 
 def run_from_s3_event(
-    event: S3EventNotificationEventBridgeModel, defaults: ProcessingConfig
+    event: S3EventNotificationEventBridgeModel,
+    defaults: ProcessingConfig,
+    key: str | None = None,
 ) -> RunRequest | None:
-    """The run for an EventBridge "Object Created" event, or None for objects that are not CSVs."""
+    """The run for an EventBridge "Object Created" event, or None for objects that are not CSVs.
+    `key`: the object's key when the event's reads differently (URL-encoded: event_keys)."""
     bucket, obj = event.detail.bucket.name, event.detail.object
-    key = obj.key
+    key = obj.key if key is None else key
     if not key.startswith(CSV_PREFIX) or not key.lower().endswith(".csv"):
         return None
     identity = "|".join(

@@ -72,6 +72,8 @@ _QUOTED_BYTES = 4 * MAX_QUOTED  # of a long line's start, enough for MAX_QUOTED 
 _Fields = tuple[list[str], CsvLayout]  # a record's fields as Arrow read them, and their layout
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _COUNTS = ("rows", "rows_rejected", "row_warnings", "creators", "covers")  # SplitSummary's
+# Step Functions' limit on a state's input or output (UTF-8 bytes): each map child's input.
+PAYLOAD_LIMIT = 262_144
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,9 @@ class SplitLimits:
     chunk_bytes: int = 4 << 20  # CSV bytes parsed at a time (cut after their last line)
     partition_creators: int = 1024  # creators ordered together in pass 2
     listed_issues: int = 10_000  # row issues kept in the summary (all are counted and reported)
+    # A map item's JSON at most, in UTF-8 bytes: Step Functions hands a map child 262,144 bytes
+    # at most, the run and settings beside the item included (split_task sets the exact room).
+    item_bytes: int = PAYLOAD_LIMIT - 16 * 1024
 
 
 @dataclass
@@ -162,7 +167,8 @@ def split_csv(
 
         def items(first: int) -> _Part:
             table = ds.dataset(f"{parts}/{first // per_part}", format="arrow").to_table()
-            return _part(table, names[first : first + per_part].to_pylist(), first, max_images)
+            names_part = names[first : first + per_part].to_pylist()
+            return _part(table, names_part, first, max_images, limits.item_bytes)
 
         out.write(b"[")
         for part in _ahead(items, range(0, len(names), per_part)):
@@ -469,11 +475,11 @@ class _Part:
     creators: pa.Array  # `[creator, key name]` of each, as JSON
     rows: int  # usable rows, repeats left out
     covers: int
-    repeats: list[RowIssue]
+    repeats: list[RowIssue]  # and covers cut to bound the item's size, in line order
 
 
-def _part(table: pa.Table, names: list[str], first: int, max_images: int) -> _Part:
-    """Pass 2 for one partition (two run at once): dedupe, order, cut, JSON."""
+def _part(table: pa.Table, names: list[str], first: int, max_images: int, item_bytes: int) -> _Part:
+    """Pass 2 for one partition (two run at once): dedupe, order, cut, JSON, bound."""
     table, repeats = _without_repeats(table, names, first)
     table = table.sort_by([("id", "ascending"), ("key", "descending"), ("line", "ascending")])
     ids = table["id"].combine_chunks()
@@ -496,7 +502,54 @@ def _part(table: pa.Table, names: list[str], first: int, max_images: int) -> _Pa
         '],"cut":', pc.subtract(counts, shown).cast(pa.string()), "}", "",
     )  # fmt: skip
     creators = pc.binary_join_element_wise("[", names_json, ",", keys_json, "]", "")
-    return _Part(items, creators, table.num_rows, kept.num_rows, repeats)
+    items, oversize = _bounded(items, item_bytes)
+    covers = kept.num_rows - len(oversize)
+    issues = sorted([*repeats, *oversize], key=_line) if oversize else repeats
+    return _Part(items, creators, table.num_rows, covers, issues)
+
+
+def _line(issue: RowIssue) -> int:
+    return issue.line
+
+
+def _bounded(items: pa.Array, item_bytes: int) -> tuple[pa.Array, list[RowIssue]]:
+    """The items, each at most `item_bytes`: one over it loses its last covers (in tile order,
+    the oldest) until it fits, with a warning naming each cover's row. Rare (100 covers of
+    2,048-character URLs fit; URLs full of `"` or `\\`, which JSON doubles, may not), so
+    done in Python, on the few items over the bound only."""
+    if len(items) == 0 or pc.max(pc.binary_length(items)).as_py() <= item_bytes:
+        return items, []
+    texts, issues = items.to_pylist(), []
+    for n, text in enumerate(texts):
+        if len(text.encode()) > item_bytes:
+            texts[n], dropped = _fitted(json.loads(text), item_bytes)
+            issues += dropped
+    return pa.array(texts, pa.string()), issues
+
+
+def _fitted(item: dict, item_bytes: int) -> tuple[str, list[RowIssue]]:
+    """The item's JSON cut to `item_bytes` from its last cover, and an issue per cover cut."""
+
+    def encoded() -> bytes:
+        return json.dumps(item, ensure_ascii=False, separators=(",", ":")).encode()
+
+    size, cut = len(encoded()), []
+    while size > item_bytes and len(item["urls"]) > 1:
+        url, line = item["urls"].pop(), item["lines"].pop()
+        cut.append((line, url))
+        size -= len(json.dumps(url, ensure_ascii=False).encode()) + len(str(line)) + 2
+        if size <= item_bytes:  # the estimate leaves out the digits of "cut": measure
+            size = len(encoded()) + len(str(item["cut"] + len(cut))) - len(str(item["cut"]))
+    item["cut"] += len(cut)
+    message = (
+        f"cover not rendered: {len(cut)} of the creator's covers (the oldest) cut to keep its "
+        f"map item within Step Functions' {PAYLOAD_LIMIT:,}-byte payload limit"
+    )
+    issues = [
+        RowIssue(line, message, "warning", item["creator"], "cover_url", quoted(url))
+        for line, url in reversed(cut)
+    ]
+    return encoded().decode(), issues
 
 
 def _json(texts: list[str]) -> pa.Array:

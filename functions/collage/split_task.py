@@ -15,15 +15,20 @@ import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import IO, Any
 
-from collage.aws import Store, is_missing
+from collage.aws import Store, error_code, is_denied, is_missing
 from collage.config import ProcessingConfig
 from collage.contracts import Run
 from collage.csv_input import CsvFileError, RowIssue
 from collage.errors import retried_when_transient
 from collage.runs import ARCHIVE_PREFIX, FAILED_PREFIX, parked_key
-from collage.split import SplitLimits, split_csv
+from collage.split import PAYLOAD_LIMIT, SplitLimits, split_csv
+
+# Bytes kept free beyond the measured run and settings: Step Functions' own serialization of the
+# child's input is not documented byte for byte.
+ENVELOPE_MARGIN = 1024
 
 
 @retried_when_transient
@@ -42,8 +47,9 @@ def split_run(
     """
     from botocore.exceptions import ClientError
 
+    limits = limits or replace(SplitLimits(), item_bytes=item_room(run, config))
     try:
-        return _split(run, config, store, temp_bucket, limits or SplitLimits())
+        return _split(run, config, store, temp_bucket, limits)
     except ClientError as error:
         if is_missing(error):
             raise CsvFileError(
@@ -52,19 +58,36 @@ def split_run(
         raise
 
 
+def item_room(run: Run, config: ProcessingConfig) -> int:
+    """The bytes a map item may take: a map child's input is `{"run", "config", "item"}` (the
+    ASL's ItemSelector), at most Step Functions' PAYLOAD_LIMIT. The run and config are measured
+    in their longest form (every non-ASCII character escaped, a space after each `:` and `,`)."""
+    envelope = {"run": run.model_dump(mode="json"), "config": config.to_dict(), "item": None}
+    return PAYLOAD_LIMIT - len(json.dumps(envelope, default=str)) - ENVELOPE_MARGIN
+
+
 def _open_csv(run: Run, store: Store) -> Any:
-    """The run's CSV, or the copy an earlier execution of this run parked (a restarted run)."""
+    """The run's CSV, or the copy an earlier execution of this run parked (a restarted run).
+
+    S3 answers a missing key with 403 instead of 404 when the caller may not list the bucket
+    (or, perhaps, when its ListBucket grant has an s3:prefix condition: see the README's
+    deploy checklist), so a 403 here also moves on to the next key. That is safe: each key
+    holds this run's own CSV. When none can be read, the error names every key tried.
+    """
     from botocore.exceptions import ClientError
 
     source = run.source_key
     parked = [parked_key(p, source, run.timestamp) for p in (ARCHIVE_PREFIX, FAILED_PREFIX)]
+    refused: list[str] = []
     for key in (source, *parked):
         try:
             return store.open_object(run.source_bucket, key)
         except ClientError as error:
-            if not is_missing(error) or key == parked[-1]:
+            if not (is_missing(error) or is_denied(error)):
                 raise
-    raise AssertionError("unreachable")
+            refused.append(f"{key} ({error_code(error)})")
+    where = f"s3://{run.source_bucket}/"
+    raise CsvFileError(f"CSV not found: {where}{source}; tried {where}" + ", ".join(refused))
 
 
 @contextmanager

@@ -220,7 +220,7 @@ def test_a_failed_run_names_its_reason(served, aws, tmp_path):
 
 def test_refused_messages_never_start_a_run(served, aws, tmp_path):
     """submit checks a message with the starter's rules before sending it; one sent anyway is
-    refused by the starter and reaches the dead-letter queue after 3 receives."""
+    refused by the starter and reaches the dead-letter queue after 5 receives."""
     bad = {"processing_type": "csv_data", "csv_data": "x", "output_prefix": "p"}
     bad["processing_config"] = {"rows": 0}
     path = tmp_path / "bad.json"

@@ -71,16 +71,23 @@ def attempt_seconds(state: dict, timeouts: dict[str, float]) -> float:
     return min(limits) if limits else TASK_DEFAULT_TIMEOUT
 
 
+# Lambda refuses a throttled Invoke before the function runs: such a try takes a round trip.
+REFUSED = {"Lambda.TooManyRequestsException"}
+REFUSED_ATTEMPT_SECONDS = 1.0
+
+
 def worst_case_seconds(state: dict, timeouts: dict[str, float]) -> float:
-    """Every attempt times out, and every retry waits its longest backoff."""
+    """Every attempt times out (a refused one takes a round trip), and every retry waits its
+    longest backoff."""
     one = attempt_seconds(state, timeouts)
     total, attempts = one, 1
     for retrier in state.get("Retry", []):
         interval = retrier.get("IntervalSeconds", 1)
         rate = retrier.get("BackoffRate", 2.0)
         cap = retrier.get("MaxDelaySeconds", float("inf"))
+        each = REFUSED_ATTEMPT_SECONDS if set(retrier["ErrorEquals"]) <= REFUSED else one
         for n in range(retrier.get("MaxAttempts", 3)):
-            total += min(interval * rate**n, cap) + one
+            total += min(interval * rate**n, cap) + each
             attempts += 1
     return total
 
@@ -189,3 +196,31 @@ def test_the_last_resort_parks_the_csv_and_writes_the_report_with_s3_calls(machi
     assert "report_" in report["Parameters"]["Key.$"]
     # No Lambda on that path: it works when the function cannot run at all.
     assert not any("FunctionArn" in json.dumps(states[n]) for n in LAST_RESORT)
+
+
+def lambda_tasks(machine: dict):
+    for _, states in processors(machine):
+        for name, state in states.items():
+            if state.get("Resource") == "arn:aws:states:::lambda:invoke":
+                yield name, state
+
+
+def test_throttles_get_a_retrier_of_their_own_with_a_longer_backoff(machine):
+    """Issue 22, item 5: a throttle was tried 3 times over 14 s at most, then failed a child.
+    Each Lambda task now waits longer between throttled tries (in the EXPRESS child, as long
+    as its 5 minutes allow, test above), and retries a client-side timeout of the call too."""
+    tasks = dict(lambda_tasks(machine))
+    assert set(tasks) == {"SplitByCreator", "RenderCollage", "Aggregate", "RecordFailedRun",
+                          "RecordAggregateFailure"}  # fmt: skip
+    for name, state in tasks.items():
+        throttle, *others = state["Retry"]
+        assert throttle["ErrorEquals"] == ["Lambda.TooManyRequestsException"], name
+        assert all("Lambda.TooManyRequestsException" not in r["ErrorEquals"] for r in others)
+        waits = [
+            min(throttle["IntervalSeconds"] * throttle["BackoffRate"] ** n,
+                throttle.get("MaxDelaySeconds", float("inf")))
+            for n in range(throttle["MaxAttempts"])
+        ]  # fmt: skip
+        assert sum(waits) >= 30 and throttle["MaxAttempts"] >= 4, (name, waits)
+        assert throttle["JitterStrategy"] == "FULL"
+        assert any("Lambda.ClientExecutionTimeoutException" in r["ErrorEquals"] for r in others)

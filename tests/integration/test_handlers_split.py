@@ -193,3 +193,36 @@ def test_s3_throttling_on_the_items_upload_is_absorbed(buckets, monkeypatch):
         summary = split(buckets, run)
     assert fault.injected == 2 and len(waits.botocore_backoff) == 2
     assert len(buckets.store.get_json(buckets["temp"], summary["items_key"])) == 2
+
+
+@pytest.mark.parametrize("filler", ["p", '"', "\\"], ids=["plain", "quote", "backslash"])
+def test_every_map_child_input_fits_the_step_functions_payload_limit(buckets, filler):
+    """Issue 22, item 4: a map child's input, `{"run", "config", "item"}` as the ASL's
+    ItemSelector builds it, at most 262,144 bytes, whatever the URLs hold and however long
+    the CSV's key; 100 plain 2,048-character URLs fit whole (208 KB)."""
+    import csv
+    import io
+
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(["creator_name", "cover_url", "updated_at"])
+    for n in range(100):
+        writer.writerow(["ann", f"https://x.example/{n:03d}/" + filler * 2025, "2025-01-01"])
+    key = "csv-files/" + "é" * 400 + ".csv"  # a long, non-ASCII key: a larger envelope
+    run = put_csv(buckets, text.getvalue(), key)
+    config = build_config({"max_images_per_creator": 100})
+
+    result = split_run(Run(**run), config, buckets.store, temp_bucket=buckets["temp"])
+
+    (item,) = buckets.store.get_json(buckets["temp"], result["items_key"])
+    child = {"run": run, "config": config.to_dict(), "item": item}
+    size = len(json.dumps(child, ensure_ascii=False, separators=(",", ":")).encode())
+    assert size <= 262_144
+    issues = buckets.store.get_json(buckets["temp"], f"{run['temp_prefix']}row-issues.json")
+    if filler == "p":
+        assert len(item["urls"]) == 100 and result["covers_cut"] == 0 and issues == []
+    else:
+        assert size > 262_144 - 8 * 1024  # cut only as far as needed
+        assert result["covers_cut"] == 100 - len(item["urls"]) == len(issues) > 0
+        assert {i["creator"] for i in issues} == {"ann"}
+        assert all("payload limit" in i["message"] for i in issues)

@@ -133,3 +133,47 @@ def test_s3_upload_event_starts_one_named_run_and_ignores_other_objects(machine)
     assert document["run"]["output_prefix"] == "s3-trigger/csv-files/daily/covers/collages/"
     assert document["map"] == {"max_concurrency": 40, "tolerated_failure_percentage": 25.0}
     assert set(document["config"]) >= {"rows", "cols", "quality", "timeout", "max_retries"}
+
+
+@pytest.mark.parametrize(
+    ("stored", "named", "expected"),
+    [
+        ("csv-files/a b+c.csv", "csv-files/a+b%2Bc.csv", "csv-files/a b+c.csv"),  # encoded
+        ("csv-files/a b+c.csv", "csv-files/a b+c.csv", "csv-files/a b+c.csv"),  # as stored
+        ("csv-files/50%25 off.csv", "csv-files/50%25 off.csv", "csv-files/50%25 off.csv"),
+        ("csv-files/é.csv", "csv-files/%C3%A9.csv", "csv-files/é.csv"),
+        ("csv-files/gone+x.csv", "csv-files/never+there.csv", "csv-files/never+there.csv"),
+    ],
+)
+def test_the_uploaded_key_is_found_whether_or_not_the_event_encoded_it(stored, named, expected):
+    """Issue 22, item 8: S3's notifications form-encode keys; if its EventBridge events do
+    too, `a b+c.csv` arrives as `a+b%2Bc.csv` and must still start the run of that object."""
+    import boto3
+    from moto import mock_aws
+
+    from collage.aws import Store
+    from collage.event_keys import uploaded_key
+
+    with mock_aws():
+        store = Store(s3=boto3.client("s3", region_name="us-east-1"))
+        store.s3.create_bucket(Bucket="in-bucket")
+        store.s3.put_object(Bucket="in-bucket", Key=stored, Body=b"x")
+        assert uploaded_key(store, "in-bucket", named, None) == expected
+
+
+def test_when_both_readings_exist_the_events_etag_decides():
+    import boto3
+    from moto import mock_aws
+
+    from collage.aws import Store
+    from collage.event_keys import uploaded_key
+
+    with mock_aws():
+        store = Store(s3=boto3.client("s3", region_name="us-east-1"))
+        store.s3.create_bucket(Bucket="in-bucket")
+        tags = {
+            key: store.s3.put_object(Bucket="in-bucket", Key=key, Body=key.encode())["ETag"]
+            for key in ("csv-files/a+b.csv", "csv-files/a b.csv")
+        }
+        for key, tag in tags.items():
+            assert uploaded_key(store, "in-bucket", "csv-files/a+b.csv", tag) == key

@@ -141,7 +141,15 @@ def test_an_aggregate_bug_still_writes_a_report_and_parks_the_csv(
     assert "a bug in the report code" in report["error"]["reason"]
 
 
-def test_when_the_aggregate_function_cannot_report_the_state_machine_does(enforced, monkeypatch):
+@pytest.mark.parametrize(
+    "key",
+    ["csv-files/daily/worse.csv", "csv-files/daily/a b+c%20d é.csv"],
+    ids=["plain", "space-plus-percent-unicode"],
+)
+def test_when_the_aggregate_function_cannot_report_the_state_machine_does(
+    enforced, monkeypatch, key
+):
+    """Issue 22, item 6: the park's CopySource is URL-encoded (a raw `%20` named another key)."""
     import json
 
     from collage.handlers import aggregate
@@ -150,7 +158,7 @@ def test_when_the_aggregate_function_cannot_report_the_state_machine_does(enforc
         raise RuntimeError("the aggregate function is broken")
 
     monkeypatch.setattr(aggregate, "finish_run", always_broken)
-    _, described = run_csv(enforced, "creator_name,cover_url\n", "csv-files/daily/worse.csv")
+    _, described = run_csv(enforced, "creator_name,cover_url\n", key)
     assert enforced.denied == [], enforced.denied
     assert described["status"] == "FAILED"
     assert keys(enforced, "InputBucket", "csv-files/") == []
@@ -183,3 +191,98 @@ def test_a_copy_needs_read_on_its_source_too(enforced):
         "s3:GetObject",
         f"arn:aws:s3:::{input_bucket}/csv-files/x.csv",
     )
+
+
+@pytest.mark.parametrize(
+    ("without", "mode", "code"),
+    [
+        ({}, "key", "NoSuchKey"),  # ListBucket on failed/* (s3:prefix), the key under it
+        ({}, "absent", "AccessDenied"),  # the same grant, if S3 ignores conditioned grants here
+        ({"SplitFunction": {"ListRunCsv"}}, "key", "AccessDenied"),  # no ListBucket at all
+    ],
+)
+def test_a_missing_key_is_403_unless_the_caller_may_list_the_bucket(without, mode, code):
+    """As on S3 (moto alone answers 404 whatever the policy says)."""
+    from botocore.exceptions import ClientError
+
+    from tests.support.iam import EnforcedStack
+
+    with EnforcedStack(without=without, list_prefix_condition=mode) as stack:
+        bucket = stack.names["InputBucket"]
+        split_s3 = stack.store_for("SplitFunction").s3
+        with pytest.raises(ClientError) as refused:
+            split_s3.get_object(Bucket=bucket, Key="failed/gone_20250101T000000Z.csv")
+        assert refused.value.response["Error"]["Code"] == code
+        with pytest.raises(ClientError) as admin:  # the harness may list: a plain 404
+            stack.store.s3.get_object(Bucket=bucket, Key="failed/gone_20250101T000000Z.csv")
+        assert admin.value.response["Error"]["Code"] == "NoSuchKey"
+
+
+@pytest.mark.parametrize(
+    "without", [{}, {"SplitFunction": {"ListRunCsv"}}], ids=["template", "no-list-grant"]
+)
+def test_a_restarted_run_reads_the_csv_it_parked_under_the_template_roles(
+    without, cover_server, monkeypatch
+):
+    """Issue 22, item 2: on AWS the restart's read of the moved CSV answered 403, not 404.
+
+    Without the ListBucket grant (or where S3 does not count its s3:prefix condition) the
+    split still finds the parked copy: it takes a 403 for "maybe missing" on these keys."""
+    import json
+
+    from tests.e2e.test_idempotency import restart
+    from tests.support.iam import EnforcedStack
+
+    urls = [cover_server.add(f"/r/{n}.jpg", make_cover(n, TILE)) for n in range(3)]
+    rows = [
+        (name, url, "2025-01-01") for name, url in zip(["ann", "bob", "cat"], urls, strict=True)
+    ]
+    with EnforcedStack(allow_loopback=True, without=without) as stack:
+        with fast_waits(monkeypatch), S3Faults() as s3:
+            s3.add("PutObject", "/collages/bob_")
+            s3.add("CopyObject", "archive/")
+            _, first = run_csv(stack, csv_text(rows), "csv-files/outage.csv")
+        assert first["status"] == "FAILED"
+        assert keys(stack, "InputBucket", "csv-files/") == []
+        assert len(keys(stack, "InputBucket", "failed/outage_")) == 2
+        denied_before = len(stack.denied)
+
+        second = restart(stack, first, "outage-restarted")
+
+        assert second["status"] == "SUCCEEDED", second
+        summary = json.loads(second["output"])
+        assert summary["creators"]["succeeded"] == 3
+        denials = stack.denied[denied_before:]
+        # Only the split's reads of the keys the CSV is not at are refused, as S3 would.
+        bucket = stack.names["InputBucket"]
+        tried = {f"arn:aws:s3:::{bucket}/csv-files/outage.csv"}
+        tried |= {f"arn:aws:s3:::{bucket}/{k}" for k in keys(stack, "InputBucket", "failed/")}
+        tried = {t.replace("failed/", "archive/") for t in tried if t.endswith(".csv")} | tried
+        assert {(c.rsplit("/", 1)[-1], a) for c, a, _ in denials} <= {
+            ("SplitFunction", "s3:GetObject")
+        }
+        assert {r for _, _, r in denials} <= tried, denials
+        if without:
+            assert len(denials) == 2, "the moved source and archive/ should have answered 403"
+
+
+def test_an_upload_event_with_an_encoded_key_starts_the_run_of_that_object(enforced, cover_server):
+    """Issue 22, item 8, under the starter's role: `a b+c.csv` named as `a+b%2Bc.csv`."""
+    import json
+
+    from collage_tools.emulator import s3_object_created_event
+
+    url = cover_server.add("/k/0.jpg", make_cover(0, TILE))
+    bucket, key = enforced.names["InputBucket"], "csv-files/a b+c.csv"
+    data = csv_text([("ann", url, "2025-01-01")]).encode()
+    etag = enforced.store.s3.put_object(Bucket=bucket, Key=key, Body=data)["ETag"].strip('"')
+    event = s3_object_created_event(bucket, "csv-files/a+b%2Bc.csv", len(data), etag)
+
+    started = enforced.invoke("StartFromS3Function", event)
+
+    described = enforced.wait(started["name"], timeout=120)
+    assert described["status"] == "SUCCEEDED", described
+    assert json.loads(described["input"])["run"]["source_key"] == key
+    assert len(keys(enforced, "InputBucket", "archive/a b+c_")) == 1
+    # Only the lookup of the encoded reading was refused (403: not there, nothing to list).
+    assert {r for _, _, r in enforced.denied} <= {f"arn:aws:s3:::{bucket}/csv-files/a+b%2Bc.csv"}

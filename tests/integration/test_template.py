@@ -353,3 +353,61 @@ def test_the_readme_permissions_table_is_generated_from_the_template(resources):
         "AggregateFunction",
         "CollageStateMachine",
     }
+
+
+def test_the_buckets_with_records_outlive_the_stack(resources):
+    """Issue 22, item 7: uploads, archived CSVs, collages and reports are kept."""
+    for name in ("InputBucket", "OutputBucket"):
+        assert resources[name]["DeletionPolicy"] == "Retain", name
+        assert resources[name]["UpdateReplacePolicy"] == "Retain", name
+
+
+def test_the_queue_redrives_after_five_receives(resources):
+    redrive = resources["ProcessingQueue"]["Properties"]["RedrivePolicy"]
+    assert int(redrive["maxReceiveCount"]) >= 5  # AWS's advice for a Lambda event source
+
+
+def test_the_state_machine_name_fits_whatever_the_stack_name(resources):
+    """A stack name may have 128 characters, a state machine's 80: the name comes from the
+    stack id (12 hex digits), and the policy's self-references name the same."""
+    name = resources["CollageStateMachine"]["Properties"]["StateMachineName"]
+    text, variables = name["Fn::Sub"]
+    assert "AWS::StackName" not in json.dumps([text, variables])
+    assert len(text.replace("${Id}", "0" * 12)) <= 80
+    role = resources["CollageStateMachineRole"]["Properties"]
+    statements = [s for p in role["Policies"] for s in p["PolicyDocument"]["Statement"]]
+    own = [s for s in statements if s.get("Sid", "").startswith("DistributedMap")]
+    assert len(own) == 2
+    for statement in own:
+        pattern, names = statement["Resource"]["Fn::Sub"]
+        assert f":{text}" in pattern and names == variables
+
+
+def test_the_collage_task_may_have_reserved_concurrency(resources, template):
+    parameter = template["Parameters"]["RenderReservedConcurrency"]
+    assert (parameter["Default"], parameter["MinValue"]) == (0, 0)  # 0: none reserved
+    reserved = resources["RenderFunction"]["Properties"]["ReservedConcurrentExecutions"]
+    assert reserved == {
+        "Fn::If": [
+            "HasRenderReservedConcurrency",
+            {"Ref": "RenderReservedConcurrency"},
+            {"Ref": "AWS::NoValue"},
+        ]
+    }
+    assert template["Conditions"]["HasRenderReservedConcurrency"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "RenderReservedConcurrency"}, 0]}]
+    }
+    for starter in ("StartFromS3Function", "StartFromSqsFunction"):
+        variables = resources[starter]["Properties"]["Environment"]["Variables"]
+        assert variables["RENDER_RESERVED_CONCURRENCY"] == {"Ref": "RenderReservedConcurrency"}
+
+
+def test_the_errors_alarm_waits_for_errors_that_last(resources):
+    """Issue 22, item 7: one transient error that a retry fixed paged; now errors must recur
+    (3 or more in 2 of 3 five-minute periods); a run that failed for good pages at once."""
+    alarms = of_type(resources, "AWS::CloudWatch::Alarm")
+    errors = alarms["LambdaErrorsAlarm"]["Properties"]
+    assert (errors["EvaluationPeriods"], errors["DatapointsToAlarm"]) == (3, 2)
+    assert errors["Threshold"] >= 3
+    failed = alarms["FailedExecutionsAlarm"]["Properties"]
+    assert (failed["Threshold"], failed["EvaluationPeriods"]) == (1, 1)

@@ -16,7 +16,8 @@ state machine) may make the call. Here:
 
 Where moto's evaluation is weaker than AWS's (a denial here is one AWS would give too; a pass
 does not prove what moto does not evaluate):
-- Conditions in identity policies are not evaluated (an `s3:prefix` condition allows any prefix).
+- Conditions in identity policies are not evaluated by moto (an `s3:prefix` condition allows
+  any prefix), except in the check below of a read of a missing key.
 - Bucket and queue resource policies are not evaluated; only the caller's identity policies.
 - AWS managed policies (AWSLambdaBasicExecutionRole, AWSXrayWriteOnlyAccess, the SQS execution
   role) are not attached: they cover logs, X-Ray and the SQS poller, none called locally.
@@ -25,6 +26,12 @@ does not prove what moto does not evaluate):
   InvokeFunction on one function) are checked as on AWS.
 - moto checks a CopyObject as s3:PutObject on the destination only; the check below adds
   s3:GetObject on the copy source, as AWS does.
+- A read of a missing key (GetObject, HeadObject, a copy's source) answers 403 AccessDenied,
+  not 404, when the caller may not s3:ListBucket the bucket, as S3 does (moto always answers
+  404). Whether a ListBucket grant with an `s3:prefix` condition counts is not documented (the
+  read has no prefix): `list_prefix_condition="key"` evaluates the condition with the key as
+  the prefix (the grant counts for keys under it), `"absent"` treats the key as missing from
+  the request (the grant never counts). The README's deploy checklist asks which one AWS does.
 - Distributed Map children run inside moto, not through StartExecution: the state machine's
   StartExecution-on-itself grant is not exercised here.
 """
@@ -33,12 +40,13 @@ from __future__ import annotations
 
 import contextvars
 import json
+import re
 import threading
 from contextlib import ExitStack
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import unquote
 
-from collage_tools.emulator import ACCOUNT, REGION, STACK, LocalStack
+from collage_tools.emulator import ACCOUNT, REGION, STACK, LocalStack, verbatim_copy_source
 from scripts.permissions_table import translated_resources
 
 PARTITION = "aws"
@@ -49,6 +57,8 @@ ADMIN_POLICY = {
 # Who is calling: a function's logical id, or None for the test harness (the administrator).
 _caller: contextvars.ContextVar[str | None] = contextvars.ContextVar("iam_caller", default=None)
 STATE_MACHINE = "CollageStateMachine"
+STACK_UUID = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
+STACK_ID = f"arn:{PARTITION}:cloudformation:{REGION}:{ACCOUNT}:stack/{STACK}/{STACK_UUID}"
 # moto names some actions after the API operation; IAM names them differently.
 IAM_ACTIONS = {"lambda:Invoke": "lambda:InvokeFunction"}
 
@@ -65,6 +75,14 @@ def role_policies(resources: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     return by_principal
 
 
+# Fn::Join, Fn::Select and Fn::Split: (first argument, the second resolved) -> value.
+_LISTS = {
+    "Fn::Join": lambda separator, values: separator.join(str(v) for v in values),
+    "Fn::Select": lambda index, values: values[int(index)],
+    "Fn::Split": lambda separator, text: text.split(separator),
+}
+
+
 class Resolver:
     """Resolves the intrinsic functions of a policy to the local stack's values."""
 
@@ -76,6 +94,7 @@ class Resolver:
             "AWS::Region": REGION,
             "AWS::AccountId": ACCOUNT,
             "AWS::StackName": STACK,
+            "AWS::StackId": STACK_ID,
             "AWS::URLSuffix": "amazonaws.com",
         }
 
@@ -130,9 +149,61 @@ class Resolver:
                 if isinstance(argument, str):
                     return self.sub(argument, {})
                 return self.sub(argument[0], argument[1])
-            if key == "Fn::Join":
-                return argument[0].join(str(self(v)) for v in argument[1])
+            if key in _LISTS:
+                return _LISTS[key](argument[0], self(argument[1]))
         return {k: self(v) for k, v in value.items()}
+
+
+def _iam_pattern(pattern: str) -> re.Pattern[str]:
+    """An IAM wildcard (`*` any run of characters, `?` one) as a regular expression."""
+    return re.compile(
+        "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern),
+        re.DOTALL,
+    )
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _prefix_condition_met(condition: dict[str, Any], key: str | None) -> bool:
+    """StringLike / StringEquals on s3:prefix, `key` as the prefix (None: not in the request)."""
+    for operator, tests in condition.items():
+        for name, values in tests.items():
+            if name != "s3:prefix" or operator not in ("StringLike", "StringEquals") or key is None:
+                return False  # anything else is not modelled: count the grant as absent
+            if operator == "StringEquals" and key not in _as_list(values):
+                return False
+            if operator == "StringLike" and not any(
+                _iam_pattern(v).fullmatch(key) for v in _as_list(values)
+            ):
+                return False
+    return True
+
+
+def may_list(documents: list[dict[str, Any]], bucket: str, key: str, prefix_condition: str) -> bool:
+    """Whether these identity policies allow s3:ListBucket on the bucket for a read of `key`."""
+    arn = f"arn:{PARTITION}:s3:::{bucket}"
+    for statement in (s for d in documents for s in d["Statement"]):
+        actions = _as_list(statement.get("Action", []))
+        resources = _as_list(statement.get("Resource", []))
+        if statement.get("Effect") != "Allow":
+            continue
+        if not any(_iam_pattern(a.lower()).fullmatch("s3:listbucket") for a in actions):
+            continue
+        if not any(_iam_pattern(r).fullmatch(arn) for r in resources):
+            continue
+        known = key if prefix_condition == "key" else None
+        if _prefix_condition_met(statement.get("Condition", {}), known):
+            return True
+    return False
+
+
+def _object_exists(bucket: str, key: str) -> bool:
+    from moto.s3.models import s3_backends
+
+    found = s3_backends[ACCOUNT][PARTITION].buckets.get(bucket)
+    return found is not None and found.keys.get(key) is not None
 
 
 class _Determined:
@@ -182,10 +253,19 @@ def _inherit_caller_in_threads(stack: ExitStack) -> None:
 class EnforcedStack(LocalStack):
     """LocalStack whose handlers and state machine call AWS as their template roles."""
 
-    def __init__(self, *, without: dict[str, set[str]] | None = None, **kwargs: Any) -> None:
-        """`without`: statement Sids to leave out, by logical id (to show a missing grant fails)."""
+    def __init__(
+        self,
+        *,
+        without: dict[str, set[str]] | None = None,
+        list_prefix_condition: Literal["key", "absent"] = "key",
+        **kwargs: Any,
+    ) -> None:
+        """`without`: statement Sids to leave out, by logical id (to show a missing grant fails).
+        `list_prefix_condition`: how a ListBucket grant's s3:prefix condition counts when S3
+        decides between 403 and 404 for a missing key (see the module's docstring)."""
         super().__init__(**kwargs)
         self.without = without or {}
+        self.list_prefix_condition = list_prefix_condition
         self.credentials: dict[str | None, dict[str, str]] = {}
         self.denied: list[tuple[str, str, str]] = []  # (caller ARN, action, resource) refused
         self.policies: dict[str, list[dict[str, Any]]] = {}
@@ -304,11 +384,14 @@ class EnforcedStack(LocalStack):
 
         check = IAMRequestBase.check_action_permitted
         denied = self.denied
+        hides_missing = self._hides_missing_key
 
         def checked(request: Any, action: str, resource: str) -> None:
             request._action = action
             try:
                 check(request, resource)
+                if action == "s3:GetObject" and hides_missing(request._access_key.arn, resource):
+                    request._raise_access_denied()
             except Exception:
                 denied.append((request._access_key.arn, action, resource))
                 raise
@@ -324,6 +407,18 @@ class EnforcedStack(LocalStack):
         IAMRequestBase.check_action_permitted = check_action_permitted  # type: ignore[method-assign]
         patches.callback(setattr, IAMRequestBase, "check_action_permitted", check)
 
+    def _hides_missing_key(self, caller_arn: str, resource: str) -> bool:
+        """True when S3 would answer 403 for this read: the key is missing and the caller may
+        not list the bucket. The harness (an IAM user, the administrator) may list anything."""
+        if ":assumed-role/" not in caller_arn:
+            return False
+        logical = caller_arn.rsplit("/", 1)[-1]  # the session name is the logical id
+        bucket, _, key = resource.removeprefix(f"arn:{PARTITION}:s3:::").partition("/")
+        if _object_exists(bucket, key):
+            return False
+        documents = self.policies.get(logical, [])
+        return not may_list(documents, bucket, key, self.list_prefix_condition)
+
     def _patch_state_machine_clients(self, patches: ExitStack) -> None:
         import importlib
 
@@ -336,7 +431,8 @@ class EnforcedStack(LocalStack):
             config = Config(
                 parameter_validation=False, retries={"max_attempts": 0, "total_max_attempts": 1}
             )
-            return boto3.client(service, region_name=region, config=config, **credentials)
+            client = boto3.client(service, region_name=region, config=config, **credentials)
+            return verbatim_copy_source(client)
 
         base = "moto.stepfunctions.parser.asl.component.state.exec."
         for module_name in (

@@ -156,3 +156,26 @@ def test_a_hostile_output_prefix_refuses_the_message(prefix, reason):
 def test_json_that_python_cannot_parse_is_refused_not_raised(body):
     with pytest.raises(MessageError, match="message body is not valid JSON: "):
         run_from_message("m-1", body, SENT, "in", ProcessingConfig())
+
+
+def test_the_run_carries_its_csv_as_s3s_url_encoded_copy_source():
+    """Issue 22, item 6: the state machine's park copies with it; S3 wants it URL-encoded."""
+    from collage.contracts import Run, copy_source
+
+    assert copy_source("in", "csv-files/a b+c%20d é.csv") == (
+        "in/csv-files/a%20b%2Bc%2520d%20%C3%A9.csv"
+    )
+    run = Run(
+        id="x", trigger="s3", source_bucket="in", source_key="csv-files/a b.csv",
+        csv_name="a b", timestamp="20250101T000000Z", output_prefix="o/collages/",
+        temp_prefix="runs/x/",
+    )  # fmt: skip
+    assert run.copy_source == "in/csv-files/a%20b.csv"
+
+
+def test_a_runs_map_concurrency_is_held_to_the_collage_tasks_reserved_concurrency():
+    env = {"MAP_MAX_CONCURRENCY": "40", "MAP_TOLERATED_FAILURE_PERCENTAGE": "25"}
+    assert MapSettings.from_environment(env).max_concurrency == 40
+    for reserved, expected in (("0", 40), ("10", 10), ("100", 40), ("", 40)):
+        settings = MapSettings.from_environment({**env, "RENDER_RESERVED_CONCURRENCY": reserved})
+        assert settings.max_concurrency == expected, reserved

@@ -95,3 +95,63 @@ def test_the_summary_lists_the_first_issues_and_counts_them_all():
     assert sorted(issue.line for issue in seen) == [*range(2, 11), 10]  # every one reported
     assert (summary.rows_rejected, summary.row_warnings, summary.issues_unlisted) == (2, 8, 7)
     assert summary.to_dict()["row_issues_unlisted"] == 7
+
+
+def csv_of(rows: list[tuple[str, str, str]]) -> str:
+    import csv
+
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerows([("creator_name", "cover_url", "updated_at"), *rows])
+    return text.getvalue()
+
+
+def bounded_split(text: str, item_bytes: int, max_images: int = 100):
+    from collage.split import SplitLimits
+
+    out = io.BytesIO()
+    summary = split_csv(
+        io.BytesIO(text.encode()), out, max_images, limits=SplitLimits(item_bytes=item_bytes)
+    )
+    return summary, json.loads(out.getvalue())
+
+
+def test_an_item_at_the_size_bound_is_whole_and_one_byte_over_loses_its_oldest_cover():
+    rows = [("ann", f"https://x.example/{n:03d}.jpg", f"2025-01-{n + 1:02d}") for n in range(20)]
+    rows.append(("bob", "https://x.example/bob.jpg", ""))
+    text = csv_of(rows)
+    _, items = bounded_split(text, 1 << 20)
+    size = len(json.dumps(items[0], ensure_ascii=False, separators=(",", ":")).encode())
+
+    at_bound, whole = bounded_split(text, size)
+    assert whole == items and at_bound.row_warnings == 0
+
+    over, cut = bounded_split(text, size - 1)
+    assert cut[0]["urls"] == items[0]["urls"][:-1]  # the oldest (last in tile order) goes
+    assert cut[0]["lines"] == items[0]["lines"][:-1] and cut[0]["cut"] == 1
+    assert cut[1] == items[1]  # bob is untouched
+    assert len(json.dumps(cut[0], ensure_ascii=False, separators=(",", ":")).encode()) < size
+    assert (over.covers, over.covers_cut, over.row_warnings) == (20, 1, 1)
+    (issue,) = over.issues
+    assert (issue.line, issue.creator, issue.severity) == (2, "ann", "warning")
+    assert issue.value == "https://x.example/000.jpg"
+    assert "262,144-byte payload limit" in issue.message
+
+
+def test_urls_that_json_escapes_are_cut_to_fit_the_payload_limit():
+    """Issue 22, item 4: 100 covers of 2,048 characters full of `"` or `\\` made a 401 KB item."""
+    from collage.split import SplitLimits
+
+    bound = SplitLimits().item_bytes
+    for filler in ('"', "\\"):
+        rows = [
+            ("ann", f"https://x.example/{n:03d}/" + filler * 2025, "2025-01-01") for n in range(100)
+        ]
+        summary, (item,) = bounded_split(csv_of(rows), bound)
+        size = len(json.dumps(item, ensure_ascii=False, separators=(",", ":")).encode())
+        assert bound - 4200 < size <= bound  # as many covers as fit (each ~4.1 KB escaped)
+        kept = len(item["urls"])
+        assert 50 < kept < 100 and item["cut"] == 100 - kept
+        assert item["urls"] == [row[1] for row in rows[:kept]]  # ties: CSV order, then cut
+        assert summary.row_warnings == 100 - kept == summary.covers_cut
+        assert [i.line for i in summary.issues] == list(range(kept + 2, 102))

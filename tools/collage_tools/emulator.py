@@ -20,6 +20,8 @@ What this module bridges, because moto cannot do it without Docker or does not d
    `triggers=True` a poller thread calls it, as the mapping would.
 5. The map's recursion depth: moto's map worker recurses once per item, so the recursion
    limit and the thread stack size are raised before any worker thread starts.
+6. The state machine's aws-sdk S3 calls send CopySource as the ASL wrote it, as Step
+   Functions does (botocore, which moto calls with, would percent-encode it a second time).
 """
 
 from __future__ import annotations
@@ -48,6 +50,31 @@ TERMINAL = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
 # The resources of template.yaml that the local stack creates, by logical id.
 BUCKETS = {"InputBucket": "input", "OutputBucket": "output", "TempBucket": "temp"}
 QUEUES = ("ProcessingQueue", "ProcessingDeadLetterQueue")
+
+
+SDK_TASKS = "moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_aws_sdk"  # noqa: E501
+
+
+def sdk_client_maker(make: Callable[..., Any]) -> Callable[..., Any]:
+    """moto's client factory for aws-sdk tasks, its S3 clients sending CopySource verbatim."""
+
+    def client_for(*args: Any, **kwargs: Any) -> Any:
+        return verbatim_copy_source(make(*args, **kwargs))
+
+    return client_for
+
+
+def verbatim_copy_source(client: Any) -> Any:
+    """An S3 client that sends a CopySource string as given: Step Functions' SDK integration
+    does not encode it (the ASL must), botocore would."""
+    from botocore.handlers import handle_copy_source_param
+
+    for event in (
+        "before-parameter-build.s3.CopyObject",
+        "before-parameter-build.s3.UploadPartCopy",
+    ):
+        client.meta.events.unregister(event, handle_copy_source_param)
+    return client
 
 
 def project_root() -> Path:
@@ -103,6 +130,8 @@ class LocalStack:
         self.functions: dict[str, dict[str, Any]] = {}  # function name -> spec
         self._handlers: dict[str, Callable[[Any, Any], Any]] = {}  # function name -> handler
         self._clients: dict[str, Any] = {}  # service -> client (sqs, lambda, iam)
+        self._sdk_module: Any = None
+        self._sdk_client_for: Any = None
         self.names: dict[str, str] = {}  # logical id -> physical name / ARN / URL
 
     # ------------------------------------------------------------------ set-up
@@ -138,6 +167,9 @@ class LocalStack:
         from collage.aws import Store
 
         self.store = Store()  # clients made under the mock, on first use
+        self._sdk_module = import_module(SDK_TASKS)
+        self._sdk_client_for = self._sdk_module.boto_client_for
+        self._sdk_module.boto_client_for = sdk_client_maker(self._sdk_client_for)
         self._install_lambda_dispatcher()
         self._create_resources()
         if self._wire_triggers:
@@ -153,6 +185,8 @@ class LocalStack:
             self._triggers.stop()
         if self._saved_invoke is not None:
             LambdaBackend.invoke = self._saved_invoke  # type: ignore[method-assign]
+        if self._sdk_client_for is not None:
+            self._sdk_module.boto_client_for = self._sdk_client_for
         if self._mock is not None:
             self._mock.stop()
         threading.stack_size(0)
