@@ -51,7 +51,10 @@ def text(value: Any) -> str:
 
 def link(key: str, base: str) -> str:
     """The href of object `key` from a page in folder `base`: relative, percent-encoded."""
-    return escape(quote(posixpath.relpath(key, base or "."), safe="/"), quote=True)
+    folder = f"{base}/" if base else ""
+    # Every key of a run is under the sheet's folder: a slice, not relpath (1M creators).
+    relative = key[len(folder) :] if key.startswith(folder) else posixpath.relpath(key, base or ".")
+    return escape(quote(relative, safe="/"), quote=True)
 
 
 def one_line(fragment: str) -> bytes:
