@@ -18,7 +18,15 @@ from PIL import Image
 pytestmark = [pytest.mark.bench, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
-METHODS = ("engine (collage render)", "naive Pillow", "ImageMagick montage", "pyvips", "floor")
+METHODS = (
+    "engine (collage render)",
+    "naive Pillow",
+    "ImageMagick montage",
+    "pyvips",
+    "floor",
+    "collage task's render",
+    "collage task + thumbnail",
+)
 ROW = r"\s+(\d+)\s+(\d+)\s+([\d.]+)\s+([\d.]+)$"
 
 
@@ -55,6 +63,9 @@ def test_quick_benchmark_prints_every_figure(tmp_path: Path) -> None:
     downloads = re.search(r"downloads: .*: (\d+) ms; .* connections (\d+), failures (\d+)", out)
     assert downloads and int(downloads.group(1)) > 0 and int(downloads.group(2)) >= 1
     assert "targets:" in out and re.search(r"^  (MET    |NOT MET)  engine <= ", out, re.MULTILINE)
+    thumbnail = r"^  (MET    |NOT MET)  thumbnail adds <= 5% .*: cpu ([\d.]+) x, peak RSS ([\d.]+)"
+    costs = re.findall(thumbnail, out, re.MULTILINE)
+    assert len(costs) == 2 and all(float(cpu) > 0 and float(rss) > 0 for _, cpu, rss in costs)
     last = out.strip().splitlines()[-1]
     assert last == "render-bench: all targets met" or last.startswith(
         "render-bench: targets not met: "
