@@ -18,7 +18,7 @@ from collage.errors import TransientError, is_transient
 from collage.naming import safe_segment
 
 DONE_STATUSES = ("ok", "partial")
-THUMBNAIL_WIDTH = 216  # pixels: the run's contact sheet shows page 1 this wide (a few KB)
+THUMBNAIL_WIDTH = 216  # pixels: the run's contact sheet shows page 1 this wide (5-15 KB)
 THUMBNAILS = "thumbs/"  # beside the collages; no creator's key segment holds a "/"
 
 
