@@ -54,7 +54,8 @@ def link(key: str, base: str) -> str:
     folder = f"{base}/" if base else ""
     # Every key of a run is under the sheet's folder: a slice, not relpath (1M creators).
     relative = key[len(folder) :] if key.startswith(folder) else posixpath.relpath(key, base or ".")
-    return escape(quote(relative, safe="/"), quote=True)
+    # quote leaves only letters, digits, "_.-~/" and %XX: nothing HTML would read as markup.
+    return quote(relative, safe="/")
 
 
 def one_line(fragment: str) -> bytes:
@@ -81,11 +82,11 @@ def problem_entry(record: Mapping[str, Any]) -> str:
 def gallery_entry(record: Mapping[str, Any], base: str) -> str:
     """A creator's page 1 as a thumbnail linking to the collage, its further pages as links."""
     collages = list(record.get("collages") or [])
-    name = f'<bdi class="creator">{text(record.get("creator", ""))}</bdi>'
+    alt = text(record.get("creator", ""))
+    name = f'<bdi class="creator">{alt}</bdi>'
     if not collages:
         picture = '<div class="none">no collage</div>'
     elif record.get("thumbnail"):
-        alt = text(record.get("creator", ""))
         picture = (
             f'<a href="{link(collages[0], base)}"><img src="{link(record["thumbnail"], base)}" '
             f'alt="{alt}" width="216"></a>'
