@@ -92,8 +92,12 @@ def parse_message(body: str) -> CsvMessage:
     """The message's CSV and settings, or MessageError naming what is wrong with it."""
     from pydantic import ValidationError
 
-    if len(body.encode()) > MAX_MESSAGE_CSV_BYTES:
-        raise MessageError(f"message body larger than {MAX_MESSAGE_CSV_BYTES} bytes")
+    size = len(body.encode("utf-8", "surrogatepass"))
+    if size > MAX_MESSAGE_CSV_BYTES:
+        raise MessageError(
+            f"message body is {size:,} bytes, larger than the limit of "
+            f"{MAX_MESSAGE_CSV_BYTES:,} bytes (SQS's own ceiling)"
+        )
     try:
         document = json.loads(body)
     except (ValueError, RecursionError) as error:  # also a 5,000-digit number, deep nesting

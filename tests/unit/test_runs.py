@@ -109,12 +109,23 @@ def test_message_gives_a_run_under_sqs_trigger_with_its_config():
             "processing_config: rows x cols x tile_width x tile_height = 20 x 20 x 2048 x 2048 "
             "= a 40960 x 40960 canvas of 1,677,721,600 pixels, over the cap of 80,000,000",
         ),
-        (message(csv_data="x" * (1024 * 1024 + 1)), "larger than"),
     ],
 )
 def test_bad_messages_are_refused_with_a_clear_reason(body, reason):
     with pytest.raises(MessageError, match=reason):
         run_from_message("m-1", body, SENT, "in", ProcessingConfig())
+
+
+def test_an_oversized_message_is_refused_naming_its_size_and_the_limit():
+    body = message(csv_data="x" * (1024 * 1024))
+    size = len(body.encode())
+    assert size > 1024 * 1024
+    with pytest.raises(MessageError) as refused:
+        run_from_message("m-1", body, SENT, "in", ProcessingConfig())
+    assert str(refused.value) == (
+        f"message body is {size:,} bytes, larger than the limit of 1,048,576 bytes "
+        "(SQS's own ceiling)"
+    )
 
 
 def test_an_ordinary_output_prefix_is_used_as_given():

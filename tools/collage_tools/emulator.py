@@ -474,8 +474,11 @@ def running_stack(*, allow_loopback: bool, verbose: bool) -> Iterator[LocalStack
         )
 
 
-def s3_object_created_event(bucket: str, key: str, size: int, etag: str) -> dict[str, Any]:
-    """The EventBridge event S3 sends for a new object, in AWS's shape."""
+def s3_object_created_event(
+    bucket: str, key: str, size: int, etag: str, reason: str = "PutObject"
+) -> dict[str, Any]:
+    """The EventBridge event S3 sends for a new object, in AWS's shape (`reason`: the request
+    that created it: PutObject, CopyObject, CompleteMultipartUpload, ...)."""
     now = datetime.now(UTC)
     return {
         "version": "0",
@@ -493,7 +496,7 @@ def s3_object_created_event(bucket: str, key: str, size: int, etag: str) -> dict
             "request-id": uuid.uuid4().hex[:16].upper(),
             "requester": ACCOUNT,
             "source-ip-address": "127.0.0.1",
-            "reason": "PutObject",
+            "reason": reason,
         },
     }
 
