@@ -131,6 +131,7 @@ def test_a_successful_run_archives_the_csv_and_reports_every_field(buckets):
         "run_id",
         "status",
         "error",
+        "superseded",
         "trigger",
         "source",
         "csv",
@@ -145,6 +146,7 @@ def test_a_successful_run_archives_the_csv_and_reports_every_field(buckets):
     }
     assert report["run_id"] == RUN["id"] and report["status"] == "succeeded"
     assert report["error"] is None and report["trigger"] == "s3"
+    assert report["superseded"] is None
     assert report["source"] == "s3://hs-input/csv-files/daily/covers.csv"
     assert report["csv"] == summary["csv"] == f"s3://hs-input/{ARCHIVED}"
     assert report["config"] == {**ProcessingConfig().to_dict(), **CONFIG}

@@ -35,24 +35,29 @@ def test_s3_event_gives_a_named_run_under_s3_trigger():
     request = run_from_s3_event(event, ProcessingConfig())
     assert request.name.startswith("covers-")
     assert request.output_prefix == "s3-trigger/csv-files/daily/covers/collages/"
-    assert request.timestamp == "20250119T103000Z"
+    assert request.timestamp == f"20250119T103000Z-{request.name[-10:]}"
     document = request.execution_input(MapSettings())
     assert document["run"]["temp_prefix"] == f"runs/{request.name}/"
     assert document["map"] == {"max_concurrency": 40, "tolerated_failure_percentage": 25.0}
 
 
 def test_same_event_twice_gives_the_same_name_another_upload_another():
-    event = s3_object_created_event("in", "csv-files/covers.csv", 10, "abc")
-    again = json.loads(json.dumps(event))
-    assert (
-        run_from_s3_event(event, ProcessingConfig()).name
-        == run_from_s3_event(again, ProcessingConfig()).name
-    )
-    other = s3_object_created_event("in", "csv-files/covers.csv", 10, "abc")
-    assert (
-        run_from_s3_event(other, ProcessingConfig()).name
-        != run_from_s3_event(event, ProcessingConfig()).name
-    )
+    """EventBridge delivers at least once: a copy of the event (even with a new id and
+    sequencer) is the same upload, the same key and ETag at the same time; another time or
+    other content is another upload, and so another run with keys of its own."""
+
+    def upload(etag: str = "abc", time: str = "2025-01-19T10:30:00Z", sequencer: str = "0A"):
+        event = s3_object_created_event("in", "csv-files/covers.csv", 10, etag)
+        event["time"], event["detail"]["object"]["sequencer"] = time, sequencer
+        return run_from_s3_event(event, ProcessingConfig())
+
+    first = upload()
+    assert upload(sequencer="0B") == first  # a duplicate delivery: the very same run
+    later, changed = upload(time="2025-01-19T10:30:01Z"), upload(etag="abd")
+    assert len({first.name, later.name, changed.name}) == 3
+    assert len({first.timestamp, later.timestamp, changed.timestamp}) == 3
+    assert changed.timestamp.startswith("20250119T103000Z-")  # same second, its own keys
+    assert (first.source_etag, changed.source_etag) == ("abc", "abd")
 
 
 def test_objects_that_are_not_csvs_under_the_prefix_are_ignored():

@@ -104,6 +104,8 @@ class LocalStack:
         self._handlers: dict[str, Callable[[Any, Any], Any]] = {}  # function name -> handler
         self._clients: dict[str, Any] = {}  # service -> client (sqs, lambda, iam)
         self.names: dict[str, str] = {}  # logical id -> physical name / ARN / URL
+        self._calls = 0  # handler calls under way (stop_runs waits for them)
+        self._idle = threading.Condition()
 
     # ------------------------------------------------------------------ set-up
     def __enter__(self) -> LocalStack:
@@ -344,6 +346,8 @@ class LocalStack:
         spec = self.functions[name]
         handler = self._handlers.get(name) or self._wire(name)
         context = LambdaContext(name, spec["timeout"], spec["memory"])
+        with self._idle:
+            self._calls += 1
         try:
             return handler(event, context)
         except Exception as error:
@@ -355,6 +359,25 @@ class LocalStack:
                 "errorType": type(error).__name__,
                 "stackTrace": traceback.format_tb(error.__traceback__),
             }
+        finally:
+            with self._idle:
+                self._calls -= 1
+                self._idle.notify_all()
+
+    def stop_runs(self, grace: float) -> int:
+        """Stop every running execution (no further step starts), then wait up to `grace`
+        seconds for the handler calls under way to return. Returns how many were stopped."""
+        sfn, machine = self.store.sfn, self.names["CollageStateMachine"]
+        pages = sfn.get_paginator("list_executions").paginate(
+            stateMachineArn=machine, statusFilter="RUNNING"
+        )
+        running = [e["executionArn"] for page in pages for e in page["executions"]]
+        for arn in running:
+            with contextlib.suppress(Exception):  # it may have ended meanwhile
+                sfn.stop_execution(executionArn=arn, error="Stopped", cause="the stack stopped")
+        with self._idle:
+            self._idle.wait_for(lambda: self._calls == 0, timeout=grace)
+        return len(running)
 
     def client(self, service: str) -> Any:
         """One client per service for this stack (made under the mock, reused by every call)."""
