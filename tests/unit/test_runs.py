@@ -130,6 +130,13 @@ def test_bad_messages_are_refused_with_a_clear_reason(body, reason):
         run_from_message("m-1", body, SENT, "in", ProcessingConfig())
 
 
+def test_a_refusal_quotes_a_value_without_its_credentials():
+    body = message(output_prefix="https://h/x?token=s3cret&w=1")
+    with pytest.raises(MessageError) as refused:
+        run_from_message("m-1", body, SENT, "in", ProcessingConfig())
+    assert "s3cret" not in str(refused.value) and "token=***" in str(refused.value)
+
+
 def test_an_oversized_message_is_refused_naming_its_size_and_the_limit():
     body = message(csv_data="x" * (1024 * 1024))
     size = len(body.encode())
