@@ -42,8 +42,11 @@ def report_key(run: Run) -> str:
     return f"{run.output_prefix}report_{run.timestamp}.json"
 
 
-def park_csv(store: Store, run: Run, temp_bucket: str, input_bucket: str, parked: str) -> str:
-    """Park the run's CSV at `parked` and remove the upload; return the parked key.
+def park_csv(
+    store: Store, run: Run, temp_bucket: str, input_bucket: str, parked: str
+) -> str | None:
+    """Park the run's CSV at `parked` and remove the upload; return the parked key, or None
+    when there was nothing of this run's to park (the report then names no CSV).
 
     The run's own copy is parked when the split made one; otherwise (the split failed before
     copying) the uploaded object, only while it is still this run's upload. The uploaded
@@ -62,7 +65,9 @@ def park_csv(store: Store, run: Run, temp_bucket: str, input_bucket: str, parked
         except ClientError as error:
             if not (is_missing(error) or is_changed(error)):
                 raise
-            return parked  # parked by an earlier attempt of this step, or never this run's
+            # An upload that is gone or replaced is never named as this run's CSV; a message's
+            # CSV (its key its own, no ETag) that is gone was parked by an earlier attempt.
+            return None if run.source_etag else parked
     store.delete_object(run.source_bucket, run.source_key, if_match=run.source_etag)
     return parked
 
@@ -237,8 +242,8 @@ def _report(
         status = "superseded"
     else:
         park_prefix = FAILED_PREFIX if error else ARCHIVE_PREFIX
-        parked = parked_key(park_prefix, run.source_key, run.timestamp)
-        park_csv(store, run, temp_bucket, input_bucket, parked)
+        target = parked_key(park_prefix, run.source_key, run.timestamp)
+        parked = park_csv(store, run, temp_bucket, input_bucket, target)
 
     report = {
         "run_id": run.id,
