@@ -23,6 +23,7 @@ from typing import Any, TextIO
 
 DEFAULT_PORT = 4599  # beside LocalStack's 4566, so both can run
 STOP_GRACE = 1.0  # seconds for handler calls under way when serve stops
+SIGNAL_POLL = 0.2  # seconds the main thread sleeps between looks at pending signals
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -56,7 +57,11 @@ def run(args: argparse.Namespace) -> int:
             host, bound = server.get_host_and_port()
             _announce(announce, f"http://{host}:{bound}", STACK, local.outputs())
             with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is the way to stop
-                stopping.wait()
+                # In slices: Python runs a signal's handler in the main thread only, and the
+                # kernel may deliver SIGINT to any of the stack's threads, which leaves an
+                # untimed wait asleep (serve then ignored Ctrl-C with runs under way).
+                while not stopping.wait(SIGNAL_POLL):
+                    pass
         finally:
             server.stop()
         stopped = local.stop_runs(STOP_GRACE)
