@@ -370,8 +370,8 @@ class LocalStack:
     def stop_runs(self, grace: float) -> int:
         """Stop the runs under way: from now on no function starts (a step's invocation fails
         at once), and the handler calls under way get up to `grace` seconds to return. Returns
-        how many executions were running. (StopExecution is not used: moto's engine can
-        deadlock stopping an execution whose map is busy.)"""
+        how many executions were running. (No StopExecution: the process ends next, and
+        nothing of moto's engine needs to be waited for.)"""
         pages = self.store.sfn.get_paginator("list_executions").paginate(
             stateMachineArn=self.names["CollageStateMachine"], statusFilter="RUNNING"
         )

@@ -22,7 +22,7 @@ import threading
 from typing import Any, TextIO
 
 DEFAULT_PORT = 4599  # beside LocalStack's 4566, so both can run
-STOP_GRACE = 1.0  # seconds for handler calls under way when serve stops
+STOP_GRACE = 0.5  # seconds for handler calls under way when serve stops
 SIGNAL_POLL = 0.2  # seconds the main thread sleeps between looks at pending signals
 
 
