@@ -3,7 +3,10 @@
 Every creator the split produced appears in the report: with its result record, or, when its
 task never wrote one (it crashed past its retries, or the map stopped early), as failed with
 the reason the state machine recorded. A run that failed as a whole moves its CSV to `failed/`
-with an error report beside it; otherwise the CSV goes to `archive/`.
+with an error report beside it; otherwise the CSV goes to `archive/`. What is parked is the
+run's own copy of its upload (split_task), and the uploaded object is deleted only while it is
+still that upload: a later upload to the same key stays for its own run. A superseded run
+(its upload replaced before it was read) parks nothing and says so in its report.
 """
 
 from __future__ import annotations
@@ -18,11 +21,17 @@ from datetime import UTC, datetime
 from itertools import islice
 from typing import IO, Any
 
-from collage.aws import Store
+from collage.aws import Store, is_changed, is_missing
 from collage.collage_task import failed_record
 from collage.contracts import AggregateEvent, Run, SplitResult, StepError
 from collage.errors import retried_when_transient
-from collage.runs import ARCHIVE_PREFIX, FAILED_PREFIX, parked_key
+from collage.runs import (
+    ARCHIVE_PREFIX,
+    FAILED_PREFIX,
+    parked_key,
+    source_copy_key,
+    superseded_key,
+)
 from collage.sheet import ContactSheet
 
 READ_WORKERS = 32  # result records are small: many in flight keeps a 50k-creator run quick
@@ -37,6 +46,36 @@ def report_key(run: Run) -> str:
 def sheet_key(run: Run) -> str:
     """The contact sheet's first page, beside the report: `report_TIMESTAMP.html`."""
     return report_key(run).removesuffix(".json") + ".html"
+
+
+def park_csv(
+    store: Store, run: Run, temp_bucket: str, input_bucket: str, parked: str
+) -> str | None:
+    """Park the run's CSV at `parked` and remove the upload; return the parked key, or None
+    when there was nothing of this run's to park (the report then names no CSV).
+
+    The run's own copy is parked when the split made one; otherwise (the split failed before
+    copying) the uploaded object, only while it is still this run's upload. The uploaded
+    object is deleted only while it has the upload's ETag, so a later upload to the key stays.
+    """
+    from botocore.exceptions import ClientError
+
+    copy = source_copy_key(run)
+    if store.head_object(temp_bucket, copy) is not None:
+        store.copy_object(temp_bucket, copy, input_bucket, parked)
+    else:
+        try:
+            store.copy_object(
+                run.source_bucket, run.source_key, input_bucket, parked, if_match=run.source_etag
+            )
+        except ClientError as error:
+            if not (is_missing(error) or is_changed(error)):
+                raise
+            # An upload that is gone or replaced is never named as this run's CSV; a message's
+            # CSV (its key its own, no ETag) that is gone was parked by an earlier attempt.
+            return None if run.source_etag else parked
+    store.delete_object(run.source_bucket, run.source_key, if_match=run.source_etag)
+    return parked
 
 
 def describe_error(error: StepError | None) -> str | None:
@@ -209,17 +248,23 @@ def _report(
     if status == "succeeded" and problems:
         status = "completed_with_failures"
 
-    park_prefix = FAILED_PREFIX if error else ARCHIVE_PREFIX
-    parked = parked_key(park_prefix, run.source_key, run.timestamp)
-    store.move_object(run.source_bucket, run.source_key, input_bucket, parked)
+    superseded = None if error else store.get_json(temp_bucket, superseded_key(run))
+    parked = None
+    if superseded:
+        status = "superseded"
+    else:
+        park_prefix = FAILED_PREFIX if error else ARCHIVE_PREFIX
+        target = parked_key(park_prefix, run.source_key, run.timestamp)
+        parked = park_csv(store, run, temp_bucket, input_bucket, target)
 
     report = {
         "run_id": run.id,
         "status": status,
         "error": {"stage": failed_stage, "reason": reason} if error else None,
+        "superseded": superseded["reason"] if superseded else None,
         "trigger": run.trigger,
         "source": f"s3://{run.source_bucket}/{run.source_key}",
-        "csv": f"s3://{input_bucket}/{parked}",
+        "csv": f"s3://{input_bucket}/{parked}" if parked else None,
         "timestamp": run.timestamp,
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "config": request.config.to_dict() if request.config else {},
@@ -234,13 +279,14 @@ def _report(
     store.upload_stream(parts, output_bucket, key, "application/json")
     for page_key, page in sheet.pages(report):  # after the report: its figures, its link
         store.upload_stream([page], output_bucket, page_key, "text/html; charset=utf-8")
-    if error:
+    if error and parked:
         store.put_json(input_bucket, parked[: -len(".csv")] + ".error.json", report["error"])
 
     return {
         "run_id": run.id,
         "status": status,
         "error": report["error"],
+        "superseded": report["superseded"],
         **run_totals,
         # The first row issues, each with its line, column and quoted value (at most 200
         # characters each, so the summary stays far below Step Functions' 256 KiB).

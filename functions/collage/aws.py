@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 TOTAL_ATTEMPTS = 9  # one call and up to 8 retries
 _MISSING = ("404", "NoSuchKey", "NotFound")
+_CHANGED = ("412", "PreconditionFailed")  # an If-Match that the object's ETag no longer meets
 
 
 def make_client(service: str, **options: Any) -> Any:
@@ -47,6 +48,11 @@ def error_code(error: Exception) -> str:
 def is_denied(error: Exception) -> bool:
     """True for S3's 403: no permission, or a missing key the caller may not list."""
     return error_code(error) in ("AccessDenied", "403")
+
+
+def is_changed(error: Exception) -> bool:
+    """True for S3's "precondition failed": the object is no longer the one an ETag named."""
+    return error_code(error) in _CHANGED
 
 
 class Store:
@@ -127,16 +133,29 @@ class Store:
             for item in page.get("Contents", [])
         ]
 
-    def copy_object(self, bucket: str, key: str, dest_bucket: str, dest_key: str) -> None:
-        """A server-side copy (in parts when large): nothing passes through this process."""
-        self.s3.copy({"Bucket": bucket, "Key": key}, dest_bucket, dest_key)
+    def copy_object(
+        self, bucket: str, key: str, dest_bucket: str, dest_key: str, if_match: str | None = None
+    ) -> None:
+        """A server-side copy (in parts when large): nothing passes through this process.
+        With `if_match`, only while the source has that ETag (else is_changed's error)."""
+        extra = {"CopySourceIfMatch": _quoted(if_match)} if if_match else None
+        self.s3.copy({"Bucket": bucket, "Key": key}, dest_bucket, dest_key, ExtraArgs=extra)
 
-    def move_object(self, bucket: str, key: str, dest_bucket: str, dest_key: str) -> None:
-        """Copy, then delete (S3 has no rename). Moving a key that is gone already is a no-op."""
-        if self.head_object(bucket, key) is None:
-            return
-        self.copy_object(bucket, key, dest_bucket, dest_key)
-        self.s3.delete_object(Bucket=bucket, Key=key)
+    def delete_object(self, bucket: str, key: str, if_match: str | None = None) -> bool:
+        """Delete the object; with `if_match`, only while it has that ETag (a later upload to
+        the key is left alone). False when it was not deleted for that reason."""
+        from botocore.exceptions import ClientError
+
+        try:
+            if if_match:
+                self.s3.delete_object(Bucket=bucket, Key=key, IfMatch=_quoted(if_match))
+            else:
+                self.s3.delete_object(Bucket=bucket, Key=key)
+        except ClientError as error:
+            if is_changed(error) or is_missing(error):
+                return False
+            raise
+        return True
 
     def start_execution(self, state_machine_arn: str, name: str, document: Any) -> dict[str, Any]:
         """Start a named execution; the same name twice (a redelivered event) starts nothing new.
@@ -153,6 +172,11 @@ class Store:
             arn = state_machine_arn.replace(":stateMachine:", ":execution:") + ":" + name
             return {"executionArn": arn, "started": False}
         return {"executionArn": response["executionArn"], "started": True}
+
+
+def _quoted(etag: str) -> str:
+    """An ETag as HTTP quotes it (S3 takes both forms; moto's HeadObject only this one)."""
+    return etag if etag.startswith('"') else f'"{etag}"'
 
 
 class _Chain(io.RawIOBase):

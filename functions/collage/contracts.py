@@ -49,8 +49,13 @@ class Run(StepDocument):
     # `bucket/key` URL-encoded, as S3's CopyObject wants its CopySource: the state machine's
     # last-resort park copies with it, and no States.* intrinsic function URL-encodes.
     copy_source: str = ""
+    # The uploaded object's ETag: the run copies, reads and parks only that upload's content,
+    # never a later upload to the same key (None for a message's CSV, whose key is its own).
+    source_etag: str | None = None
     csv_name: str
-    timestamp: str  # the event's time, compact ISO 8601 (20250119T103000Z)
+    # The event's time to the second and the execution name's digest (20250119T103000Z-
+    # f0c56ed377): every key a run writes has it, so two uploads in one second never share one.
+    timestamp: str
     output_prefix: str  # ends with "collages/"
     temp_prefix: str  # runs/<id>/ in the temp bucket
 
@@ -194,7 +199,7 @@ class RunSummary(BaseModel):
 
     model_config = ConfigDict(extra="allow", frozen=True)
     run_id: str
-    status: Literal["succeeded", "completed_with_failures", "failed"]
+    status: Literal["succeeded", "completed_with_failures", "failed", "superseded"]
     report: str
 
 

@@ -1,9 +1,14 @@
 """Turn a trigger (an S3 upload event or an SQS message) into a run: the execution's name and input.
 
 The execution name is derived from the input (the CSV's name or the message id, plus a short
-hash of the event's identity), so the same event delivered twice asks for the same execution
-name, and Step Functions starts it only once. The run's timestamp comes from the event too, so
-a re-run of the same event rewrites the same output keys instead of adding new ones.
+hash of the upload's identity: bucket, key, version, ETag and the event's time to the second),
+so the same upload announced twice (EventBridge delivers at least once; a copy of the event may
+carry a new id and sequencer) asks for the same execution name, and Step Functions starts it
+only once. The same content uploaded again later is a new run; within the same second it is
+the same content at the same time, and one run of it is what is wanted.
+The run's timestamp comes from the event too, with the name's digest after it: a re-run of the
+same event rewrites the same output keys, and two uploads of one key within a second (one
+timestamp) still write keys of their own.
 """
 
 from __future__ import annotations
@@ -15,7 +20,13 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from collage.config import ConfigError, ProcessingConfig, build_config
 from collage.contracts import CsvMessage, ExecutionInput, MapSettings, Run
-from collage.naming import clean_prefix, csv_stem, execution_name, run_timestamp
+from collage.naming import (
+    EXECUTION_DIGEST,
+    clean_prefix,
+    csv_stem,
+    execution_name,
+    run_timestamp,
+)
 from collage.validation import describe
 
 if TYPE_CHECKING:
@@ -36,6 +47,22 @@ def parked_key(prefix: str, source_key: str, timestamp: str) -> str:
     return f"{prefix}{stem}_{timestamp}.csv"
 
 
+def run_stamp(moment: datetime, name: str) -> str:
+    """The TIMESTAMP of a run's keys: `20250119T103000Z-f0c56ed377`, the event's time and the
+    digest that ends the execution name (so a report also names its execution)."""
+    return f"{run_timestamp(moment)}-{name[-EXECUTION_DIGEST:]}"
+
+
+def source_copy_key(run: Run) -> str:
+    """The temp key of the run's own copy of its CSV (split_task makes it, aggregate parks it)."""
+    return f"{run.temp_prefix}source.csv"
+
+
+def superseded_key(run: Run) -> str:
+    """The temp key that marks a run whose upload was replaced before the run could copy it."""
+    return f"{run.temp_prefix}superseded.json"
+
+
 class MessageError(ValueError):
     """An SQS message that can never start a run (it goes to the DLQ after the receive limit)."""
 
@@ -50,6 +77,7 @@ class RunRequest:
     output_prefix: str  # ends with "collages/"
     config: ProcessingConfig
     csv_data: bytes | None = None  # CSV carried by a message: stored at source_key first
+    source_etag: str | None = None  # the upload's ETag (see Run.source_etag)
 
     def execution_input(self, settings: MapSettings) -> dict[str, Any]:
         run = Run(
@@ -57,6 +85,7 @@ class RunRequest:
             trigger=self.trigger,
             source_bucket=self.source_bucket,
             source_key=self.source_key,
+            source_etag=self.source_etag,
             csv_name=csv_stem(self.source_key),
             timestamp=self.timestamp,
             output_prefix=self.output_prefix,
@@ -76,18 +105,19 @@ def run_from_s3_event(
     key = obj.key if key is None else key
     if not key.startswith(CSV_PREFIX) or not key.lower().endswith(".csv"):
         return None
-    identity = "|".join(
-        str(part) for part in (bucket, key, obj.version_id, obj.etag, obj.sequencer)
-    )
+    moment = run_timestamp(event.time)
+    identity = "|".join(str(part) for part in (bucket, key, obj.version_id, obj.etag, moment))
     stem_path = key[: -len(".csv")]
+    name = execution_name(csv_stem(key), identity)
     return RunRequest(
-        name=execution_name(csv_stem(key), identity),
+        name=name,
         trigger="s3",
         source_bucket=bucket,
         source_key=key,
-        timestamp=run_timestamp(event.time),
+        timestamp=run_stamp(event.time, name),
         output_prefix=f"s3-trigger/{clean_prefix(stem_path)}/collages/",
         config=defaults,
+        source_etag=obj.etag.strip('"') if obj.etag else None,
     )
 
 
@@ -95,8 +125,12 @@ def parse_message(body: str) -> CsvMessage:
     """The message's CSV and settings, or MessageError naming what is wrong with it."""
     from pydantic import ValidationError
 
-    if len(body.encode()) > MAX_MESSAGE_CSV_BYTES:
-        raise MessageError(f"message body larger than {MAX_MESSAGE_CSV_BYTES} bytes")
+    size = len(body.encode("utf-8", "surrogatepass"))
+    if size > MAX_MESSAGE_CSV_BYTES:
+        raise MessageError(
+            f"message body is {size:,} bytes, larger than the limit of "
+            f"{MAX_MESSAGE_CSV_BYTES:,} bytes (SQS's own ceiling)"
+        )
     try:
         document = json.loads(body)
     except (ValueError, RecursionError) as error:  # also a 5,000-digit number, deep nesting
@@ -134,7 +168,7 @@ def run_from_message(
         trigger="sqs",
         source_bucket=input_bucket,
         source_key=f"{INBOX_PREFIX}{name}.csv",
-        timestamp=run_timestamp(sent_at),
+        timestamp=run_stamp(sent_at, name),
         output_prefix=f"sqs-trigger/{message.output_prefix}/collages/",
         config=config,
         csv_data=message.csv_data.encode(),

@@ -1,6 +1,10 @@
 """The Split step of a run: stream the CSV from S3, write the map items and the row issues.
 
 Writes into the run's temp area:
+- `source.csv`: the run's own copy of its upload (copied only while the key still holds the
+  upload's ETag), which the split reads and the aggregate parks, so a later upload to the same
+  key can neither change what this run reads nor be archived in its name. When the key holds a
+  later upload already, the run is superseded: `superseded.json` says so and nothing is split;
 - `items.json`: the Distributed Map's item source (one item per creator);
 - `creators.jsonl`: a `[creator, name]` line per item, so the aggregator can stream the creators
   and name those without results;
@@ -18,13 +22,19 @@ from contextlib import contextmanager
 from dataclasses import replace
 from typing import IO, Any
 
-from collage.aws import Store, error_code, is_denied, is_missing
+from collage.aws import Store, error_code, is_changed, is_denied, is_missing
 from collage.config import ProcessingConfig
 from collage.contracts import Run
 from collage.csv_input import CsvFileError, RowIssue
 from collage.errors import retried_when_transient
-from collage.runs import ARCHIVE_PREFIX, FAILED_PREFIX, parked_key
-from collage.split import PAYLOAD_LIMIT, SplitLimits, split_csv
+from collage.runs import (
+    ARCHIVE_PREFIX,
+    FAILED_PREFIX,
+    parked_key,
+    source_copy_key,
+    superseded_key,
+)
+from collage.split import PAYLOAD_LIMIT, SplitLimits, SplitSummary, split_csv
 
 # Bytes kept free beyond the measured run and settings: Step Functions' own serialization of the
 # child's input is not documented byte for byte.
@@ -66,20 +76,41 @@ def item_room(run: Run, config: ProcessingConfig) -> int:
     return PAYLOAD_LIMIT - len(json.dumps(envelope, default=str)) - ENVELOPE_MARGIN
 
 
-def _open_csv(run: Run, store: Store) -> Any:
-    """The run's CSV, or the copy an earlier execution of this run parked (a restarted run).
+def _open_csv(run: Run, store: Store, temp_bucket: str) -> Any:
+    """The run's own copy of its CSV (made on the first attempt), or the copy an earlier
+    execution of this run parked; None when the key holds a later upload (superseded).
 
     S3 answers a missing key with 403 instead of 404 when the caller may not list the bucket
     (or, perhaps, when its ListBucket grant has an s3:prefix condition: see the README's
-    deploy checklist), so a 403 here also moves on to the next key. That is safe: each key
-    holds this run's own CSV. When none can be read, the error names every key tried.
+    deploy checklist), so a 403 on the upload also moves on to the parked keys. That is safe:
+    each of them holds this run's own CSV.
     """
+    from botocore.exceptions import ClientError
+
+    copy = source_copy_key(run)
+    if store.head_object(temp_bucket, copy) is None:
+        try:
+            store.copy_object(
+                run.source_bucket, run.source_key, temp_bucket, copy, if_match=run.source_etag
+            )
+        except ClientError as error:
+            if is_changed(error):
+                return None
+            if not (is_missing(error) or is_denied(error)):
+                raise
+            return _open_parked(run, store, f"{run.source_key} ({error_code(error)})")
+    return store.open_object(temp_bucket, copy)
+
+
+def _open_parked(run: Run, store: Store, refused_upload: str) -> Any:
+    """The CSV a restarted run parked already (archive/ or failed/); when none can be read, the
+    error names every key tried."""
     from botocore.exceptions import ClientError
 
     source = run.source_key
     parked = [parked_key(p, source, run.timestamp) for p in (ARCHIVE_PREFIX, FAILED_PREFIX)]
-    refused: list[str] = []
-    for key in (source, *parked):
+    refused = [refused_upload]
+    for key in parked:
         try:
             return store.open_object(run.source_bucket, key)
         except ClientError as error:
@@ -88,6 +119,21 @@ def _open_csv(run: Run, store: Store) -> Any:
             refused.append(f"{key} ({error_code(error)})")
     where = f"s3://{run.source_bucket}/"
     raise CsvFileError(f"CSV not found: {where}{source}; tried {where}" + ", ".join(refused))
+
+
+def _superseded(run: Run, store: Store, temp_bucket: str) -> dict[str, Any]:
+    """Nothing to split: the key holds a later upload, whose own run processes it. The map gets
+    no items and the report says why (an empty run, never a failed one)."""
+    reason = (
+        f"s3://{run.source_bucket}/{run.source_key} was replaced by a later upload before this "
+        "run could read it; that upload's run processes the key's content"
+    )
+    prefix = run.temp_prefix
+    store.put_json(temp_bucket, superseded_key(run), {"reason": reason})
+    store.put_bytes(temp_bucket, f"{prefix}items.json", b"[]", "application/json")
+    store.put_bytes(temp_bucket, f"{prefix}creators.jsonl", b"", "application/x-ndjson")
+    store.put_json(temp_bucket, f"{prefix}row-issues.json", [])
+    return {"items_key": f"{prefix}items.json", **SplitSummary().to_dict()}
 
 
 @contextmanager
@@ -106,7 +152,9 @@ def _split(
 ) -> dict[str, Any]:
     prefix = run.temp_prefix
     items_key = f"{prefix}items.json"
-    body = _open_csv(run, store)
+    body = _open_csv(run, store, temp_bucket)
+    if body is None:
+        return _superseded(run, store, temp_bucket)
     # The items can be hundreds of MB for a month's CSV, and the issues as many as the rows:
     # both are spooled to /tmp, then uploaded (in parts).
     with _spool(".json") as items, _spool(".jsonl") as creators, _spool(".jsonl") as issues:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from collage.engine.url_guard import scrub_text
+
 MAX_SHOWN = 300  # characters of a message; a 1 MB field must not become a 1 MB log line
 
 
@@ -16,7 +18,7 @@ def describe(error: Any, limit: int = 3) -> str:
         if not field:  # raised by the model itself, already naming the field and value
             parts.append(message)
             continue
-        shown = repr(problem["input"])
+        shown = scrub_text(repr(problem["input"]))  # a value may be a signed URL
         if len(shown) > 60:
             shown = shown[:59] + "…"
         parts.append(f"{field}: {message}, got {shown}")

@@ -135,8 +135,9 @@ def test_the_same_upload_event_delivered_twice_starts_one_run(local_stack, cover
 
     data = csv_text([("fay", covers[0], "2025-01-01")]).encode()
     bucket = local_stack.names["InputBucket"]
-    local_stack.store.s3.put_object(Bucket=bucket, Key="csv-files/twice.csv", Body=data)
-    event = s3_object_created_event(bucket, "csv-files/twice.csv", len(data), "etag-1")
+    put = local_stack.store.s3.put_object(Bucket=bucket, Key="csv-files/twice.csv", Body=data)
+    etag = put["ETag"].strip('"')  # the run copies only the object the event names
+    event = s3_object_created_event(bucket, "csv-files/twice.csv", len(data), etag)
     first = local_stack.invoke("StartFromS3Function", event)
     local_stack.wait(first["name"], timeout=120)
     second = local_stack.invoke("StartFromS3Function", event)

@@ -195,8 +195,8 @@ def test_s3_throttling_and_5xx_are_absorbed_by_retries(local_stack, server, monk
     rows = [(f"c{n % 3}", url, "2025-01-01") for n, url in enumerate(urls)]
     with fast_waits(monkeypatch) as waits, S3Faults() as s3:
         plan = [
-            s3.add(
-                "GetObject", "csv-files/throttled.csv", status=500, code="InternalError", times=2
+            s3.add(  # the split copies its upload to the run's area, heading it first
+                "HeadObject", "csv-files/throttled.csv", status=500, code="InternalError", times=2
             ),
             s3.add("PutObject", "/items.json", times=1),
             s3.add("PutObject", "/collages/c1_", times=3),

@@ -131,6 +131,7 @@ def test_a_successful_run_archives_the_csv_and_reports_every_field(buckets):
         "run_id",
         "status",
         "error",
+        "superseded",
         "trigger",
         "source",
         "csv",
@@ -145,6 +146,7 @@ def test_a_successful_run_archives_the_csv_and_reports_every_field(buckets):
     }
     assert report["run_id"] == RUN["id"] and report["status"] == "succeeded"
     assert report["error"] is None and report["trigger"] == "s3"
+    assert report["superseded"] is None
     assert report["source"] == "s3://hs-input/csv-files/daily/covers.csv"
     assert report["csv"] == summary["csv"] == f"s3://hs-input/{ARCHIVED}"
     assert report["config"] == {**ProcessingConfig().to_dict(), **CONFIG}
@@ -256,3 +258,66 @@ def test_a_crashed_child_is_named_with_the_error_from_the_map_result_files(bucke
     crashed = report["creators"][2]
     assert (crashed["creator"], crashed["status"]) == ("a/b", "failed")
     assert crashed["error"] == "TransientError: SlowDown: please reduce your request rate"
+
+
+def _run_with_etag(buckets, content: bytes) -> dict:
+    """RUN for the upload of `content` at its key: its ETag, as the starter takes it."""
+    put = buckets.store.s3.put_object(Bucket=buckets["input"], Key=RUN["source_key"], Body=content)
+    return {**RUN, "source_etag": put["ETag"].strip('"')}
+
+
+def _finish_run(buckets, run: dict, **extra) -> dict:
+    event = {"run": run, "config": CONFIG, "split": SPLIT, **extra}
+    return finish_run(
+        AggregateEvent.model_validate(event),
+        buckets.store,
+        input_bucket=buckets["input"],
+        output_bucket=buckets["output"],
+        temp_bucket=buckets["temp"],
+    )
+
+
+def test_a_later_upload_to_the_key_is_left_for_its_own_run(buckets):
+    """The split copied this run's upload; another upload replaced the key since. The run
+    archives its own copy and leaves the later upload where it is."""
+    run = _run_with_etag(buckets, b"creator_name,cover_url\nfirst\n")
+    buckets.store.put_bytes(
+        buckets["temp"], f"{RUN['temp_prefix']}source.csv", b"first content", "text/csv"
+    )
+    buckets.store.put_bytes(buckets["input"], RUN["source_key"], b"second content", "text/csv")
+
+    summary = _finish_run(buckets, run)
+
+    assert summary["csv"] == f"s3://hs-input/{ARCHIVED}"
+    archived = buckets.store.s3.get_object(Bucket=buckets["input"], Key=ARCHIVED)["Body"].read()
+    assert archived == b"first content"
+    left = buckets.store.s3.get_object(Bucket=buckets["input"], Key=RUN["source_key"])
+    assert left["Body"].read() == b"second content"
+
+
+def test_a_failed_run_whose_upload_is_gone_names_no_csv(buckets):
+    """The 50 ms race before: a failed run named failed/..._T.csv that did not exist."""
+    run = {**RUN, "source_etag": "0" * 32}  # its upload was replaced (or removed) unread
+    buckets.store.s3.delete_object(Bucket=buckets["input"], Key=RUN["source_key"])
+    error = {"Error": "CsvFileError", "Cause": "CSV not found"}
+
+    summary = _finish_run(buckets, run, split_error=error)
+
+    assert summary["status"] == "failed" and summary["csv"] is None
+    assert buckets.store.list_keys(buckets["input"], "") == []  # no .error.json about nothing
+
+
+def test_a_superseded_run_parks_nothing_and_says_why(buckets):
+    run = _run_with_etag(buckets, b"the later upload")
+    reason = {"reason": "s3://hs-input/csv-files/daily/covers.csv was replaced by a later upload"}
+    buckets.store.put_json(buckets["temp"], f"{RUN['temp_prefix']}superseded.json", reason)
+    empty = {**SPLIT, "rows": 0, "row_warnings": 0, "creators": 0, "covers": 0}
+    buckets.store.put_bytes(buckets["temp"], f"{RUN['temp_prefix']}creators.jsonl", b"", "x")
+
+    summary = _finish_run(buckets, run, split=empty)
+
+    assert summary["status"] == "superseded" and summary["csv"] is None
+    assert summary["superseded"] == reason["reason"]
+    report = buckets.store.get_json(buckets["output"], REPORT)
+    assert report["status"] == "superseded" and report["creators"] == []
+    assert buckets.store.list_keys(buckets["input"], "") == [RUN["source_key"]]  # untouched

@@ -34,7 +34,7 @@ def test_sqs_sample_is_a_valid_message():
     sent = datetime.fromtimestamp(int(record.attributes.sent_timestamp) / 1000, UTC)
     request = run_from_message(record.message_id, record.body, sent, "in", ProcessingConfig())
     assert request.output_prefix == "sqs-trigger/manual-batch/collages/"
-    assert request.timestamp == "20250119T103000Z"
+    assert request.timestamp == "20250119T103000Z-17ada02b63"  # the message's time, name digest
 
 
 def test_task_inputs_carry_what_each_step_reads():

@@ -35,24 +35,38 @@ def test_s3_event_gives_a_named_run_under_s3_trigger():
     request = run_from_s3_event(event, ProcessingConfig())
     assert request.name.startswith("covers-")
     assert request.output_prefix == "s3-trigger/csv-files/daily/covers/collages/"
-    assert request.timestamp == "20250119T103000Z"
+    assert request.timestamp == f"20250119T103000Z-{request.name[-10:]}"
     document = request.execution_input(MapSettings())
     assert document["run"]["temp_prefix"] == f"runs/{request.name}/"
     assert document["map"] == {"max_concurrency": 40, "tolerated_failure_percentage": 25.0}
 
 
 def test_same_event_twice_gives_the_same_name_another_upload_another():
-    event = s3_object_created_event("in", "csv-files/covers.csv", 10, "abc")
-    again = json.loads(json.dumps(event))
-    assert (
-        run_from_s3_event(event, ProcessingConfig()).name
-        == run_from_s3_event(again, ProcessingConfig()).name
-    )
-    other = s3_object_created_event("in", "csv-files/covers.csv", 10, "abc")
-    assert (
-        run_from_s3_event(other, ProcessingConfig()).name
-        != run_from_s3_event(event, ProcessingConfig()).name
-    )
+    """EventBridge delivers at least once: a copy of the event (even with a new id and
+    sequencer) is the same upload, the same key and ETag at the same time; another time or
+    other content is another upload, and so another run with keys of its own."""
+
+    def upload(etag: str = "abc", time: str = "2025-01-19T10:30:00Z", sequencer: str = "0A"):
+        event = s3_object_created_event("in", "csv-files/covers.csv", 10, etag)
+        event["time"], event["detail"]["object"]["sequencer"] = time, sequencer
+        return run_from_s3_event(event, ProcessingConfig())
+
+    first = upload()
+    assert upload(sequencer="0B") == first  # a duplicate delivery: the very same run
+    later, changed = upload(time="2025-01-19T10:30:01Z"), upload(etag="abd")
+    assert len({first.name, later.name, changed.name}) == 3
+    assert len({first.timestamp, later.timestamp, changed.timestamp}) == 3
+    assert changed.timestamp.startswith("20250119T103000Z-")  # same second, its own keys
+    assert (first.source_etag, changed.source_etag) == ("abc", "abd")
+
+
+def test_a_csv_name_with_a_space_gets_the_folder_the_readme_shows():
+    from collage.runs import parked_key
+
+    event = s3_object_created_event("in", "csv-files/space name.csv", 10, "abc")
+    request = run_from_s3_event(event, ProcessingConfig())
+    assert request.output_prefix == "s3-trigger/csv-files/space_name-21f96169/collages/"
+    assert parked_key("archive/", request.source_key, "T") == "archive/space name_T.csv"
 
 
 def test_objects_that_are_not_csvs_under_the_prefix_are_ignored():
@@ -109,12 +123,30 @@ def test_message_gives_a_run_under_sqs_trigger_with_its_config():
             "processing_config: rows x cols x tile_width x tile_height = 20 x 20 x 2048 x 2048 "
             "= a 40960 x 40960 canvas of 1,677,721,600 pixels, over the cap of 80,000,000",
         ),
-        (message(csv_data="x" * (1024 * 1024 + 1)), "larger than"),
     ],
 )
 def test_bad_messages_are_refused_with_a_clear_reason(body, reason):
     with pytest.raises(MessageError, match=reason):
         run_from_message("m-1", body, SENT, "in", ProcessingConfig())
+
+
+def test_a_refusal_quotes_a_value_without_its_credentials():
+    body = message(output_prefix="https://h/x?token=s3cret&w=1")
+    with pytest.raises(MessageError) as refused:
+        run_from_message("m-1", body, SENT, "in", ProcessingConfig())
+    assert "s3cret" not in str(refused.value) and "token=***" in str(refused.value)
+
+
+def test_an_oversized_message_is_refused_naming_its_size_and_the_limit():
+    body = message(csv_data="x" * (1024 * 1024))
+    size = len(body.encode())
+    assert size > 1024 * 1024
+    with pytest.raises(MessageError) as refused:
+        run_from_message("m-1", body, SENT, "in", ProcessingConfig())
+    assert str(refused.value) == (
+        f"message body is {size:,} bytes, larger than the limit of 1,048,576 bytes "
+        "(SQS's own ceiling)"
+    )
 
 
 def test_an_ordinary_output_prefix_is_used_as_given():

@@ -273,6 +273,41 @@ def test_scrub_text_removes_credentials_inside_messages() -> None:
     assert scrub_text(text) == "failed: http://h/x and https://g/y"
 
 
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        (  # TikTok's CDN: the signature masked, the expiry kept (no secret, explains a 403)
+            "https://p16.tiktokcdn.com/a.jpeg?x-expires=1737300000&x-signature=Zk9v%2Bq%3D",
+            "https://p16.tiktokcdn.com/a.jpeg?x-expires=1737300000&x-signature=***",
+        ),
+        (  # an S3 presigned URL: every X-Amz-* value
+            "https://b.s3.amazonaws.com/k?X-Amz-Algorithm=AWS4&X-Amz-Credential=AKIA%2F1"
+            "&X-Amz-Signature=ab12&versionId=3",
+            "https://b.s3.amazonaws.com/k?X-Amz-Algorithm=***&X-Amz-Credential=***"
+            "&X-Amz-Signature=***&versionId=3",
+        ),
+        (  # a quoted CSV row: the masked value runs to the next field, never shows in part
+            "alice,https://h/refused.jpg?token=secret2,2025-01-19",
+            "alice,https://h/refused.jpg?token=***",
+        ),
+        (
+            "GET /c.jpg?w=216&sig=abc;key=k1&Password=p#frag and ?apiKey=z&access_token=t",
+            "GET /c.jpg?w=216&sig=***;key=***&Password=***#frag and ?apiKey=***&access_token=***",
+        ),
+        ("a?Key-Pair-Id=K2&Policy=eyJ&Signature=s~1", "a?Key-Pair-Id=***&Policy=eyJ&Signature=***"),
+        ("https://h/p?x=1&token=&y=2", "https://h/p?x=1&token=&y=2"),  # nothing to mask
+    ],
+)
+def test_scrub_text_masks_credential_query_values_keeping_names(text: str, shown: str) -> None:
+    assert scrub_text(text) == shown
+    assert scrub_text(shown) == shown  # masking twice changes nothing
+
+
+def test_scrub_url_masks_a_url_it_cannot_parse() -> None:
+    shown = scrub_url("http://[bad/a.jpg?x-signature=s3cret&x-expires=1")
+    assert "s3cret" not in shown and "x-signature=***" in shown
+
+
 def test_refusal_messages_never_show_credentials() -> None:
     for url in ("ftp://alice:s3cret@h/x", "http://alice:s3cret@h:99999/x"):
         with pytest.raises(UrlRefused) as info:

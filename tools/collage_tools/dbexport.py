@@ -33,6 +33,7 @@ from sqlalchemy.engine import URL, Connection
 from sqlalchemy.sql.elements import quoted_name
 
 from collage.csv_input import spreadsheet_safe
+from collage.engine.url_guard import MASK, is_secret_parameter
 from collage_tools.files import atomic_output
 
 HEADER = ("creator_name", "cover_url", "updated_at")
@@ -90,22 +91,18 @@ class ExportStats:
 # --- configuration ------------------------------------------------------------------------------
 
 
-# Query parameters a driver takes a credential from (PyMySQL: ?password=, ?passwd=).
-_SECRET_PARAMETER = re.compile(r"pass|pwd|secret|token|credential", re.IGNORECASE)
-
-
 def url_secrets(url: URL) -> list[str]:
     """What of the URL must never be shown: its password, and any credential in its query."""
     values = [str(url.password or "")]
     for name, value in url.query.items():
-        if _SECRET_PARAMETER.search(name):
+        if is_secret_parameter(name):  # a driver's credential (PyMySQL: ?password=, ?passwd=)
             values.extend([value] if isinstance(value, str) else value)
     return [v for v in values if v]
 
 
 def safe_url(url: URL) -> str:
     """The URL for messages: the password, and credentials in the query, replaced with ***."""
-    masked = {name: "***" for name in url.query if _SECRET_PARAMETER.search(name)}
+    masked = {name: MASK for name in url.query if is_secret_parameter(name)}
     text = url.update_query_dict(masked).render_as_string(hide_password=True)
     return text.replace("=%2A%2A%2A", "=***")
 

@@ -133,6 +133,9 @@ class LocalStack:
         self._sdk_module: Any = None
         self._sdk_client_for: Any = None
         self.names: dict[str, str] = {}  # logical id -> physical name / ARN / URL
+        self._calls = 0  # handler calls under way (stop_runs waits for them)
+        self._closing = False  # set by stop_runs: no handler call starts any more
+        self._idle = threading.Condition()
 
     # ------------------------------------------------------------------ set-up
     def __enter__(self) -> LocalStack:
@@ -378,6 +381,10 @@ class LocalStack:
         spec = self.functions[name]
         handler = self._handlers.get(name) or self._wire(name)
         context = LambdaContext(name, spec["timeout"], spec["memory"])
+        with self._idle:
+            if self._closing:
+                raise RuntimeError("the local stack is stopping")
+            self._calls += 1
         try:
             return handler(event, context)
         except Exception as error:
@@ -389,6 +396,24 @@ class LocalStack:
                 "errorType": type(error).__name__,
                 "stackTrace": traceback.format_tb(error.__traceback__),
             }
+        finally:
+            with self._idle:
+                self._calls -= 1
+                self._idle.notify_all()
+
+    def stop_runs(self, grace: float) -> int:
+        """Stop the runs under way: from now on no function starts (a step's invocation fails
+        at once), and the handler calls under way get up to `grace` seconds to return. Returns
+        how many executions were running. (No StopExecution: the process ends next, and
+        nothing of moto's engine needs to be waited for.)"""
+        pages = self.store.sfn.get_paginator("list_executions").paginate(
+            stateMachineArn=self.names["CollageStateMachine"], statusFilter="RUNNING"
+        )
+        running = sum(len(page["executions"]) for page in pages)
+        with self._idle:
+            self._closing = True
+            self._idle.wait_for(lambda: self._calls == 0, timeout=grace)
+        return running
 
     def client(self, service: str) -> Any:
         """One client per service for this stack (made under the mock, reused by every call)."""
@@ -508,8 +533,11 @@ def running_stack(*, allow_loopback: bool, verbose: bool) -> Iterator[LocalStack
         )
 
 
-def s3_object_created_event(bucket: str, key: str, size: int, etag: str) -> dict[str, Any]:
-    """The EventBridge event S3 sends for a new object, in AWS's shape."""
+def s3_object_created_event(
+    bucket: str, key: str, size: int, etag: str, reason: str = "PutObject"
+) -> dict[str, Any]:
+    """The EventBridge event S3 sends for a new object, in AWS's shape (`reason`: the request
+    that created it: PutObject, CopyObject, CompleteMultipartUpload, ...)."""
     now = datetime.now(UTC)
     return {
         "version": "0",
@@ -527,7 +555,7 @@ def s3_object_created_event(bucket: str, key: str, size: int, etag: str) -> dict
             "request-id": uuid.uuid4().hex[:16].upper(),
             "requester": ACCOUNT,
             "source-ip-address": "127.0.0.1",
-            "reason": "PutObject",
+            "reason": reason,
         },
     }
 

@@ -266,7 +266,8 @@ def outcome(described: dict[str, Any], summary: dict[str, Any]) -> str | None:
 
 # ---------------------------------------------------------------------- fetching results
 _S3_URI = re.compile(r"^s3://([^/]+)/(.*)$")
-_RUN_TIMESTAMP = re.compile(r"report_(\d{8}T\d{6}Z)\.json$")
+# The run's TIMESTAMP in its keys: the time, then the execution name's digest (runs.run_stamp).
+_RUN_TIMESTAMP = re.compile(r"report_(\d{8}T\d{6}Z-[0-9a-f]{10})\.json$")
 
 
 def download_run(stack: CollageStack, summary: dict[str, Any], directory: Path) -> list[Path]:

@@ -1,11 +1,12 @@
 """The local stack's triggers, running by themselves as AWS runs them.
 
 - S3 -> EventBridge -> StartFromS3Function: every object created in a bucket with EventBridge
-  notifications becomes AWS's "Object Created" event; each enabled rule it matches (the
-  template's pattern, in moto's rule engine) has its Lambda targets invoked asynchronously, as
-  EventBridge does: up to 3 attempts, then the event goes to the function's dead-letter queue.
-  moto's own delivery is replaced because its event is not AWS's shape and it has no Lambda
-  rule target.
+  notifications becomes AWS's "Object Created" event, one per completed upload as S3 sends it
+  (moto also announces a completed multipart upload as a plain Put, which S3 does not); each
+  enabled rule it matches (the template's pattern, in moto's rule engine) has its Lambda
+  targets invoked asynchronously, as EventBridge does: up to 3 attempts, then the event goes
+  to the function's dead-letter queue. moto's own delivery is replaced because its event is
+  not AWS's shape and it has no Lambda rule target.
 - SQS -> StartFromSqsFunction: a poller thread, as Lambda's event source mapping is, delivering
   batches of the template's size with partial batch failures (`LocalStack.deliver_messages`).
 """
@@ -21,6 +22,13 @@ from typing import Any
 log = logging.getLogger("collage_tools.triggers")
 ASYNC_ATTEMPTS = 3  # Lambda's asynchronous invocation: the call and 2 retries
 POLL_IDLE_SECONDS = 0.2  # between empty receives (Lambda long-polls; this is a local stand-in)
+# The `reason` S3 gives each kind of "Object Created" event, by moto's event name.
+CREATED_REASONS = {
+    "s3:ObjectCreated:Put": "PutObject",
+    "s3:ObjectCreated:Post": "POST Object",
+    "s3:ObjectCreated:Copy": "CopyObject",
+    "s3:ObjectCreated:CompleteMultipartUpload": "CompleteMultipartUpload",
+}
 
 
 class Triggers:
@@ -55,9 +63,13 @@ class Triggers:
         """moto calls this for each object event of a bucket with EventBridge enabled."""
         from collage_tools.emulator import s3_object_created_event
 
-        if not event_name.startswith("s3:ObjectCreated"):
+        reason = CREATED_REASONS.get(event_name)  # a str enum: equal to its value
+        if reason is None:
             return
-        event = s3_object_created_event(bucket.name, key.name, key.size, key.etag.strip('"'))
+        if reason == "PutObject" and getattr(key, "multipart", None) is not None:
+            return  # moto's inner Put of CompleteMultipartUpload, which sends its own event
+        etag = key.etag.strip('"')
+        event = s3_object_created_event(bucket.name, key.name, key.size, etag, reason)
         for function in self._matching_targets(account_id, bucket.region_name, event):
             self._events.submit(self._invoke_async, function, event)
 

@@ -13,7 +13,7 @@ import re
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 ALLOWED_SCHEMES = ("http", "https")
 
@@ -22,6 +22,20 @@ _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 _SIXTOFOUR = ipaddress.ip_network("2002::/16")
 _ULA = ipaddress.ip_network("fc00::/7")
 _USERINFO = re.compile(r"(?<=//)[^/?#@\s]*@")
+# A query parameter anywhere in a text: `?name=value` or `&name=value`. The value runs to the
+# next `&`, `;`, `#`, space or quote (a comma does not end it: a CSV row's next field is masked
+# with it rather than a signature that holds a comma shown in part).
+_QUERY_PARAMETER = re.compile(
+    r"(?P<lead>[?&;])(?P<name>[^=&#;?\s\"'<>]+)=(?P<value>[^&;#\s\"'<>]+)"
+)
+# Parameter names that carry a credential: signed CDN URLs (x-signature, Signature, sig,
+# token, hdnts), S3 presigned URLs (every X-Amz-*), API keys, passwords, sessions. Expiry
+# times (x-expires, Expires) are no secret and help explain a 403, so they stay.
+_SECRET_NAME = re.compile(
+    r"^x-amz-|token|sig|key|pass|pwd|secret|credential|auth|session|hmac|jwt|hdnts",
+    re.IGNORECASE,
+)
+MASK = "***"
 # Characters no valid URL carries raw; parsers disagree on them (a classic guard bypass).
 _BAD_CHARS = re.compile(r"[\x00-\x20\x7f\\]")
 
@@ -206,8 +220,20 @@ def check_url(url: str, guard: AddressGuard) -> str:
     return host
 
 
+def is_secret_parameter(name: str) -> bool:
+    """True for a query parameter (or a database URL's option) whose value is a credential."""
+    return bool(_SECRET_NAME.search(unquote(name)))
+
+
+def _mask_parameter(match: re.Match[str]) -> str:
+    if not is_secret_parameter(match["name"]):
+        return match[0]
+    return f"{match['lead']}{match['name']}={MASK}"
+
+
 def scrub_url(url: str, limit: int = 160) -> str:
-    """A URL safe to show in a report: no credentials, no query (often a signature), bounded."""
+    """A URL safe to show in a report: no credentials, no query (often a signature), bounded.
+    Shortened as it is, it goes through scrub_text too (a URL urlsplit cannot parse)."""
     try:
         parts = urlsplit(url)
         netloc = parts.netloc.rpartition("@")[2]
@@ -216,13 +242,16 @@ def scrub_url(url: str, limit: int = 160) -> str:
             text += "?…"
     except ValueError:
         text = _USERINFO.sub("", url)
-    text = _USERINFO.sub("", text)
+    text = scrub_text(text)
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def scrub_text(text: str) -> str:
-    """Remove credentials from any URLs inside a free-text message."""
-    return _USERINFO.sub("", text)
+    """Credentials out of any text that may hold URLs (a message, a quoted CSV row, a log
+    line): a URL's `user:password@` removed, and the value of every credential-like query
+    parameter (is_secret_parameter) replaced with `***`, its name kept. The one masking
+    function: reports, row issues, the run summary and log lines all pass through it."""
+    return _QUERY_PARAMETER.sub(_mask_parameter, _USERINFO.sub("", text))
 
 
 def _short(exc: BaseException) -> str:

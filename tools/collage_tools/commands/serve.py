@@ -4,7 +4,10 @@ The embedded stack of `collage run` (buckets, queue, DLQ, state machine, functio
 upload rule and the queue's event source mapping, all from template.yaml) served by moto's
 server, so any AWS client can use it: `aws --endpoint-url`, boto3 with `endpoint_url`, or
 `collage submit --endpoint-url`. An upload under csv-files/ or a message on the queue starts a
-run exactly as on AWS. State lives in this process only: stopping it forgets everything.
+run exactly as on AWS. State lives in this process only: stopping it forgets everything, so
+Ctrl-C stops the runs under way, gives their handler calls STOP_GRACE seconds, and ends the
+process without waiting for covers still downloading (while the local AWS still answers, so
+no late call of theirs can reach past it).
 """
 
 from __future__ import annotations
@@ -12,12 +15,15 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
 import signal
 import sys
 import threading
 from typing import Any, TextIO
 
 DEFAULT_PORT = 4599  # beside LocalStack's 4566, so both can run
+STOP_GRACE = 0.5  # seconds for handler calls under way when serve stops
+SIGNAL_POLL = 0.2  # seconds the main thread sleeps between looks at pending signals
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -51,11 +57,30 @@ def run(args: argparse.Namespace) -> int:
             host, bound = server.get_host_and_port()
             _announce(announce, f"http://{host}:{bound}", STACK, local.outputs())
             with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is the way to stop
-                stopping.wait()
+                # In slices: Python runs a signal's handler in the main thread only, and the
+                # kernel may deliver SIGINT to any of the stack's threads, which leaves an
+                # untimed wait asleep (serve then ignored Ctrl-C with runs under way).
+                while not stopping.wait(SIGNAL_POLL):
+                    pass
         finally:
             server.stop()
-    print("collage serve: stopped; the local stack and its objects are gone", file=sys.stderr)
+        stopped = local.stop_runs(STOP_GRACE)
+        runs = f" ({stopped} runs under way stopped)" if stopped else ""
+        print(
+            f"collage serve: stopped{runs}; the local stack and its objects are gone",
+            file=sys.stderr,
+        )
+        _exit_now(0)
     return 0
+
+
+def _exit_now(status: int) -> None:
+    """End the process without joining the worker threads of stopped runs (thread pools are
+    joined at exit, and a pool still downloading covers would hold the exit for many seconds).
+    Nothing is lost: the stack's state lived in this process only."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
 
 
 def _start_server(port: int, verbose: bool) -> Any:
