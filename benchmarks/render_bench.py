@@ -93,7 +93,32 @@ def worker_pyvips(folder: str, out: str) -> None:
     pyvips.Image.arrayjoin(tiles, across=COLS).jpegsave(out, Q=QUALITY)
 
 
-WORKERS_BY_NAME = {"naive": worker_naive, "floor": worker_floor, "pyvips": worker_pyvips}
+def worker_task(folder: str, out: str, thumbnail: bool = False) -> None:
+    """build_collage as the collage task calls it: with the contact sheet's thumbnail or not
+    (the pair measures what the thumbnail costs the task; S3 writes are not timed)."""
+    from collage.collage_task import THUMBNAIL_WIDTH
+    from collage.engine.fetch_policy import FetchPolicy
+    from collage.engine.pipeline import build_collage
+    from collage.engine.render import Layout
+
+    width = THUMBNAIL_WIDTH if thumbnail else None
+    result = build_collage(covers_in(folder), Layout(), policy=FetchPolicy(), thumbnail_width=width)
+    Path(out).write_bytes(result.pages[0])
+    if result.thumbnail is not None:
+        Path(out).with_suffix(".thumb.jpg").write_bytes(result.thumbnail)
+
+
+def worker_task_thumbnail(folder: str, out: str) -> None:
+    worker_task(folder, out, thumbnail=True)
+
+
+WORKERS_BY_NAME = {
+    "naive": worker_naive,
+    "floor": worker_floor,
+    "pyvips": worker_pyvips,
+    "task": worker_task,
+    "task+thumb": worker_task_thumbnail,
+}
 
 
 def command(method: str, folder: Path, out: Path) -> list[str]:
@@ -150,6 +175,8 @@ LABELS = {
     "montage": "ImageMagick montage",
     "pyvips": "pyvips",
     "floor": "floor (draft + encode)",
+    "task": "collage task's render",
+    "task+thumb": "collage task + thumbnail",
 }
 
 
@@ -256,6 +283,7 @@ def quality(collage_path: Path, folder: Path, sheet_path: Path) -> float:
 
 def download_runs(folder: Path, runs: int) -> tuple[float, int, int]:
     """Median wall time of build_collage over loopback, connections of the last run, failures."""
+    from collage.collage_task import THUMBNAIL_WIDTH
     from collage.engine.download import FetchPolicy
     from collage.engine.pipeline import build_collage
     from collage.engine.render import Layout
@@ -268,13 +296,35 @@ def download_runs(folder: Path, runs: int) -> tuple[float, int, int]:
         with CoverServer(latency=LATENCY) as server:
             urls = server.add_directory(folder, "/covers")
             started = time.perf_counter()
-            result = build_collage(urls, Layout(), policy=policy, max_workers=WORKERS)
+            result = build_collage(  # as the collage task calls it
+                urls, Layout(), policy=policy, max_workers=WORKERS, thumbnail_width=THUMBNAIL_WIDTH
+            )
             walls.append(time.perf_counter() - started)
             connections, failures = server.connections, len(result.failed)
     return statistics.median(walls[1:]), connections, failures
 
 
-def print_breakdown(folder: Path, runs: int, launcher: Launcher, scratch: Path) -> None:
+# What `collage render` of local files imports before its first cover, against what the floor
+# (a bare Pillow script with a thread pool) imports: the start-up a user pays on every call.
+STARTUP_IMPORTS = {
+    "engine": "import collage_tools.cli, collage_tools.commands.render, collage.engine.pipeline",
+    "floor": "from PIL import Image, JpegImagePlugin; import concurrent.futures",
+}
+STARTUP_SLACK_MS = 25  # the target: the engine starts at most this much later than the floor
+
+
+def startup_ms(runs: int, launcher: Launcher, scratch: Path) -> dict[str, float]:
+    """Median wall ms of a process that only imports, for the engine and the floor, interleaved."""
+    walls: dict[str, list[float]] = {name: [] for name in STARTUP_IMPORTS}
+    for _ in range(2 * runs + 1):  # the first round warms up; not counted
+        for name, statement in STARTUP_IMPORTS.items():
+            walls[name].append(launcher.run([sys.executable, "-c", statement], scratch)[0])
+    return {name: statistics.median(times[1:]) * 1000 for name, times in walls.items()}
+
+
+def print_breakdown(
+    folder: Path, runs: int, launcher: Launcher, scratch: Path, verdicts: Verdicts
+) -> None:
     """Where the engine's extra time goes: its own work in-process, and its imports."""
     from collage.engine.download import FetchPolicy
     from collage.engine.pipeline import build_collage
@@ -305,6 +355,17 @@ def print_breakdown(folder: Path, runs: int, launcher: Launcher, scratch: Path) 
         f"breakdown: in-process (no interpreter start, no imports) build_collage "
         f"{engine * 1000:.0f} ms vs floor {floor * 1000:.0f} ms ({engine / floor:.2f} x); "
         f"importing collage.engine.download (requests, urllib3) adds {extra * 1000:.0f} ms"
+    )
+    startup = startup_ms(runs, launcher, scratch)
+    added = startup["engine"] - startup["floor"]
+    print(
+        f"start-up: importing what collage render loads {startup['engine']:.0f} ms vs the "
+        f"floor's imports {startup['floor']:.0f} ms ({added:+.0f} ms), whole processes"
+    )
+    verdicts.check(
+        f"start-up <= floor's + {STARTUP_SLACK_MS} ms",
+        added <= STARTUP_SLACK_MS,
+        f"{added:+.0f} ms",
     )
 
 
@@ -359,7 +420,7 @@ def run_all(args: argparse.Namespace, launcher: Launcher) -> int:
     from collage_tools.covers import write_covers
 
     runs = args.runs or (2 if args.quick else 7)
-    methods = ["engine", "naive", "montage", "pyvips", "floor"]
+    methods = ["engine", "naive", "montage", "pyvips", "floor", "task", "task+thumb"]
     skipped = {m: why for m in methods if (why := available(m))}
     active = [m for m in methods if m not in skipped]
     verdicts = Verdicts()
@@ -395,9 +456,10 @@ def run_all(args: argparse.Namespace, launcher: Launcher) -> int:
             results[size] = table
             print_table(size, table)
         judge(results, verdicts)
+        judge_thumbnail(results, verdicts)
 
         big = SIZES[0]
-        print_breakdown(folders[big], runs, launcher, scratch)
+        print_breakdown(folders[big], runs, launcher, scratch, verdicts)
         for size in SIZES:  # each input size takes its own decode path (draft scale, resize)
             label = f"{size[0]}x{size[1]}"
             engine_out = scratch / f"engine-{label}.jpg"
@@ -451,6 +513,19 @@ def run_all(args: argparse.Namespace, launcher: Launcher) -> int:
         return 0 if args.quick else 1
     print("render-bench: all targets met")
     return 0
+
+
+def judge_thumbnail(results: dict[tuple[int, int], dict[str, Runs]], verdicts: Verdicts) -> None:
+    """The contact sheet's thumbnail may cost the collage task at most 5% (CPU and memory)."""
+    for size, table in results.items():
+        plain, thumb = table["task"], table["task+thumb"]
+        ratios = {name: thumb.median(name) / plain.median(name) for name in ("cpu", "rss_mb")}
+        verdicts.check(
+            f"thumbnail adds <= 5% to the task's CPU and peak RSS ({size[0]}x{size[1]})",
+            all(ratio <= 1.05 for ratio in ratios.values()),
+            f"cpu {ratios['cpu']:.3f} x, peak RSS {ratios['rss_mb']:.3f} x "
+            f"(wall {thumb.median('wall') / plain.median('wall'):.3f} x)",
+        )
 
 
 def print_table(size: tuple[int, int], table: dict[str, Runs]) -> None:

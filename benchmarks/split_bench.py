@@ -83,14 +83,20 @@ rows, quote_all, per_creator = map(int, sys.argv[3:6])
 make_csv(Path(sys.argv[2]), rows, quote_all=bool(quote_all), per_creator=per_creator)
 """
 # The aggregate step on the split's creators list, each with a result record like the collage
-# task's. S3 is a local stand-in here (records made on request, the report counted and dropped):
-# what is measured is the step's own memory, which must not grow with the number of creators.
+# task's (one creator in 20 partial, with a failed cover). S3 is a local stand-in here (records
+# made on request, the report and the contact sheet's pages counted and dropped): what is
+# measured is the step's own memory, which must not grow with the number of creators.
 AGGREGATE = """
-import json, sys
+import json, sys, zlib
 from collage.aggregate import finish_run
 from collage.contracts import AggregateEvent
 
+FAILURE = {"line": 7, "url": "https://cdn.example/" + "x" * 120 + ".jpg", "code": "http_status",
+           "error": "HTTP 404 from https://cdn.example/" + "x" * 120 + ".jpg"}
+
 class LocalStore:
+    written = {".json": 0, ".html": 0}
+    pages = 0
     def iter_lines(self, bucket, key):
         with open(sys.argv[1], "rb") as lines:
             yield from filter(None, (line.rstrip(b"\\n") for line in lines))
@@ -98,13 +104,17 @@ class LocalStore:
         if not key.endswith(".json") or "/results/" not in key:
             return []
         name = key.rsplit("/", 1)[1][: -len(".json")]
-        return {"creator": name, "name": name, "status": "ok", "error": None, "covers": 2,
-                "collages": [f"out/{name}_20250119T103000Z.jpg"], "covers_ok": 2,
-                "covers_failed": 0, "covers_cut": 0, "failures": [], "bytes_downloaded": 90000,
+        partial = zlib.crc32(name.encode()) % 20 == 0
+        return {"creator": name, "name": name, "status": "partial" if partial else "ok",
+                "error": None, "covers": 2, "collages": [f"out/{name}_20250119T103000Z.jpg"],
+                "thumbnail": f"out/thumbs/{name}_20250119T103000Z.jpg", "covers_ok": 2 - partial,
+                "covers_failed": int(partial), "covers_cut": 0,
+                "failures": [FAILURE] if partial else [], "bytes_downloaded": 90000,
                 "download_seconds": 0.2, "render_seconds": 0.05}
     def upload_stream(self, parts, bucket, key, content_type):
         reads = (iter(lambda: part.read(1 << 20), b"") for part in parts)
-        self.report_bytes = sum(len(chunk) for chunks in reads for chunk in chunks)
+        self.written[key[key.rindex("."):]] += sum(len(c) for chunks in reads for c in chunks)
+        self.pages += key.endswith(".html")
     def move_object(self, *args): pass
     def put_json(self, *args): pass
 
@@ -115,7 +125,10 @@ run = {"id": "r", "trigger": "s3", "source_bucket": "in", "source_key": "csv-fil
 event = AggregateEvent(run=run, split={"items_key": "runs/r/items.json", **split})
 store = LocalStore()
 summary = finish_run(event, store, input_bucket="in", output_bucket="out", temp_bucket="temp")
-print(json.dumps({"creators": summary["creators"]["total"], "report_mb": store.report_bytes / 1e6}))
+print(json.dumps({"creators": summary["creators"]["total"],
+                  "partial": summary["creators"]["partial"],
+                  "report_mb": store.written[".json"] / 1e6,
+                  "sheet_mb": store.written[".html"] / 1e6, "sheet_pages": store.pages}))
 """
 
 

@@ -52,8 +52,8 @@ def main(argv: list[str] | None = None) -> int:
         code = collage_main(["run", str(csv_path), "--out", str(args.out), "--allow-loopback"])
     finally:
         server.stop()
-    collages = sorted(args.out.rglob("*.jpg"))
-    reports = sorted(args.out.rglob("report_*.json"))
+    collages = sorted(p for p in args.out.rglob("*.jpg") if p.parent.name != "thumbs")
+    reports = sorted(args.out.rglob("report_*.json")) + sorted(args.out.rglob("report_*.html"))
     print(f"\ndemo: {len(collages)} collages under {args.out}/", file=sys.stderr)
     for path in collages + reports:
         print(f"  {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}", file=sys.stderr)

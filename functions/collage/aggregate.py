@@ -23,6 +23,7 @@ from collage.collage_task import failed_record
 from collage.contracts import AggregateEvent, Run, SplitResult, StepError
 from collage.errors import retried_when_transient
 from collage.runs import ARCHIVE_PREFIX, FAILED_PREFIX, parked_key
+from collage.sheet import ContactSheet
 
 READ_WORKERS = 32  # result records are small: many in flight keeps a 50k-creator run quick
 WINDOW = 1024  # creators whose records are read before they are written out
@@ -31,6 +32,11 @@ SUMMARY_ROW_ISSUES = 10  # in the execution output (and so on stdout of collage 
 
 def report_key(run: Run) -> str:
     return f"{run.output_prefix}report_{run.timestamp}.json"
+
+
+def sheet_key(run: Run) -> str:
+    """The contact sheet's first page, beside the report: `report_TIMESTAMP.html`."""
+    return report_key(run).removesuffix(".json") + ".html"
 
 
 def describe_error(error: StepError | None) -> str | None:
@@ -156,7 +162,10 @@ def finish_run(
     """
     run, split = request.run, request.split
     totals = Totals(split)
-    with tempfile.TemporaryFile() as creators:  # the records, written as they are read
+    with (
+        tempfile.TemporaryFile() as creators,  # the records, written as they are read
+        ContactSheet(sheet_key(run), report_key(run)) as sheet,
+    ):
         if split:
             reason = describe_error(request.failure()[0])
             missing = reason or "the collage task did not record a result"
@@ -164,14 +173,17 @@ def finish_run(
                 creators.write(b",\n" if totals.statuses else b"\n")
                 creators.write(json.dumps(record, ensure_ascii=False, default=str).encode())
                 totals.add(record)
+                sheet.add(record)
         creators.seek(0)
-        return _report(request, totals, creators, store, input_bucket, output_bucket, temp_bucket)
+        buckets = (input_bucket, output_bucket, temp_bucket)
+        return _report(request, totals, creators, sheet, store, *buckets)
 
 
 def _report(
     request: AggregateEvent,
     totals: Totals,
     creators: IO[bytes],
+    sheet: ContactSheet,
     store: Store,
     input_bucket: str,
     output_bucket: str,
@@ -220,6 +232,8 @@ def _report(
     head = json.dumps(report, ensure_ascii=False, indent=1, default=str)[: -len("\n}")]
     parts = [io.BytesIO(f'{head},\n "creators": ['.encode()), creators, io.BytesIO(b"\n]}\n")]
     store.upload_stream(parts, output_bucket, key, "application/json")
+    for page_key, page in sheet.pages(report):  # after the report: its figures, its link
+        store.upload_stream([page], output_bucket, page_key, "text/html; charset=utf-8")
     if error:
         store.put_json(input_bucket, parked[: -len(".csv")] + ".error.json", report["error"])
 
@@ -233,5 +247,6 @@ def _report(
         "row_issues_first": row_issues[:SUMMARY_ROW_ISSUES],
         "collages_at": f"s3://{output_bucket}/{run.output_prefix}",
         "report": f"s3://{output_bucket}/{key}",
+        "sheet": f"s3://{output_bucket}/{sheet.key}",
         "csv": report["csv"],
     }

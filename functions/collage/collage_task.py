@@ -18,12 +18,19 @@ from collage.errors import TransientError, is_transient
 from collage.naming import safe_segment
 
 DONE_STATUSES = ("ok", "partial")
+THUMBNAIL_WIDTH = 216  # pixels: the run's contact sheet shows page 1 this wide (a few KB)
+THUMBNAILS = "thumbs/"  # beside the collages; no creator's key segment holds a "/"
 
 
 def collage_keys(output_prefix: str, name: str, timestamp: str, pages: int) -> list[str]:
     """`alice_20250119T103000Z.jpg`, then `alice_20250119T103000Z_p2.jpg`, ... for extra pages."""
     stem = f"{output_prefix}{name}_{timestamp}"
     return [f"{stem}.jpg" if page == 1 else f"{stem}_p{page}.jpg" for page in range(1, pages + 1)]
+
+
+def thumbnail_key(output_prefix: str, name: str, timestamp: str) -> str:
+    """`thumbs/alice_20250119T103000Z.jpg` beside the collages: page 1, small."""
+    return f"{output_prefix}{THUMBNAILS}{name}_{timestamp}.jpg"
 
 
 def result_key(run: Run, name: str) -> str:
@@ -77,6 +84,7 @@ def failed_record(creator: str, name: str, reason: str) -> dict[str, Any]:
         "status": "failed",
         "error": reason,
         "collages": [],
+        "thumbnail": None,
         "covers": 0,
         "covers_ok": 0,
         "covers_failed": 0,
@@ -108,16 +116,16 @@ def _render_and_store(
         policy=policy,
         max_workers=config.max_workers,
         deadline=deadline,
+        thumbnail_width=THUMBNAIL_WIDTH,
     )
     keys = collage_keys(run.output_prefix, name, run.timestamp, len(result.pages))
+    metadata = {"run-id": run.id, "creator": quote(name)}
     for key, page in zip(keys, result.pages, strict=True):
-        store.put_bytes(
-            output_bucket,
-            key,
-            page,
-            "image/jpeg",
-            Metadata={"run-id": run.id, "creator": quote(name)},
-        )
+        store.put_bytes(output_bucket, key, page, "image/jpeg", Metadata=metadata)
+    thumbnail = None
+    if result.thumbnail is not None:
+        thumbnail = thumbnail_key(run.output_prefix, name, run.timestamp)
+        store.put_bytes(output_bucket, thumbnail, result.thumbnail, "image/jpeg", Metadata=metadata)
     failures = [_failure(item, outcome) for outcome in result.failed]
     if not result.pages:
         status = "failed"
@@ -131,6 +139,7 @@ def _render_and_store(
         "status": status,
         "error": "no cover could be rendered" if status == "failed" else None,
         "collages": keys,
+        "thumbnail": thumbnail,
         "covers": len(item.urls),
         "covers_ok": len(item.urls) - len(failures),
         "covers_failed": len(failures),

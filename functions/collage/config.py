@@ -16,7 +16,6 @@ names in before pydantic reads the annotations.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
@@ -123,6 +122,8 @@ def _validator() -> Any:
 
 
 def _validate(values: Mapping[str, Any], strict: bool) -> ProcessingConfig:
+    import json  # here, not at the top: `collage render` with default settings never needs it
+
     from pydantic import ValidationError
 
     try:

@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import ParamSpec, TypeVar
-
-P = ParamSpec("P")
-R = TypeVar("R")
 
 # S3 / botocore error codes that mean "try again later", not "this input is wrong".
 TRANSIENT_CODES = {
@@ -39,7 +35,7 @@ def is_transient(error: BaseException) -> bool:
     return False
 
 
-def retried_when_transient(function: Callable[P, R]) -> Callable[P, R]:
+def retried_when_transient[**P, R](function: Callable[P, R]) -> Callable[P, R]:
     """Decorate a step: an infrastructure failure leaves it as TransientError, which the state
     machine's Retry matches; any other failure leaves it unchanged (and is not retried)."""
 

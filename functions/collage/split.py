@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import partial, reduce
 from itertools import chain
-from typing import IO, TypeVar
+from typing import IO
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -71,8 +71,6 @@ _BREAK = re.compile(rb"\r\n?|\n")
 _QUOTED_BYTES = 4 * MAX_QUOTED  # of a long line's start, enough for MAX_QUOTED characters
 _Fields = tuple[list[str], CsvLayout]  # a record's fields as Arrow read them, and their layout
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-T = TypeVar("T")
-R = TypeVar("R")
 _COUNTS = ("rows", "rows_rejected", "row_warnings", "creators", "covers")  # SplitSummary's
 # Step Functions' limit on a state's input or output (UTF-8 bytes): each map child's input.
 PAYLOAD_LIMIT = 262_144
@@ -456,7 +454,7 @@ def _counting(count: int) -> pa.Array:
     return pc.subtract(pc.cumulative_sum(pa.repeat(pa.scalar(1, pa.int64()), count)), 1)
 
 
-def _ahead(function: Callable[[T], R], items: Iterable[T], depth: int = 2) -> Iterator[R]:
+def _ahead[T, R](function: Callable[[T], R], items: Iterable[T], depth: int = 2) -> Iterator[R]:
     """function(item) for each item, in order, `depth` at a time on threads: Arrow releases
     the GIL, so a 2-vCPU Lambda (3,009 MB or more) works on two chunks at once."""
     with ThreadPoolExecutor(depth) as pool:

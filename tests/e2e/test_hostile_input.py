@@ -14,6 +14,7 @@ from PIL import Image
 
 from collage_tools.covers import encode, make_cover
 from tests.support.workflow import (
+    collage_keys,
     csv_text,
     executions,
     image,
@@ -105,7 +106,7 @@ def test_a_hostile_csv_reports_each_bad_row_by_line_and_renders_the_rest(local_s
         "fay": "ok",
     }
     assert records["alice"]["covers"] == 1  # line 2; line 4 never swallowed the lines after it
-    assert len([k for k in keys(local_stack, "OutputBucket") if k.endswith(".jpg")]) == 4
+    assert len(collage_keys(local_stack)) == 4
     (archived,) = keys(local_stack, "InputBucket", "archive/")
     assert read(local_stack, "InputBucket", archived) == data  # archived byte for byte
 
@@ -133,9 +134,10 @@ def test_unusable_files_fail_the_run_into_failed_with_the_reason(local_stack, da
     error = read_json(local_stack, "InputBucket", errors[0])
     assert error["stage"] == "split" and reason in error["reason"]
     assert error["reason"].startswith("CsvFileError: ")
-    output = keys(local_stack, "OutputBucket")
-    assert len(output) == 1 and output[0].endswith(".json")  # the report, no collages
-    report = read_json(local_stack, "OutputBucket", output[0])
+    # The report and its contact sheet, no collages.
+    sheet, report_key = keys(local_stack, "OutputBucket")
+    assert report_key.endswith(".json") and sheet == report_key.removesuffix("json") + "html"
+    report = read_json(local_stack, "OutputBucket", report_key)
     assert report["status"] == "failed" and report["error"] == error
     assert report["csv"].endswith(failed_csv[0])
 
@@ -174,10 +176,11 @@ def test_hostile_creator_names_get_safe_distinct_keys_under_the_run_prefix(local
     assert all(r["status"] == "ok" for r in report["creators"])
     prefix = "s3-trigger/csv-files/names/collages/"
     output = keys(local_stack, "OutputBucket")
-    collages = [k for k in output if k.endswith(".jpg")]
-    assert len(collages) == len(names) and len(output) == len(names) + 1
+    collages = collage_keys(local_stack)
+    # a collage and its thumbnail a creator, the report and its contact sheet
+    assert len(collages) == len(names) and len(output) == 2 * len(names) + 2
     for key in output:
-        segment = key.removeprefix(prefix)
+        segment = key.removeprefix(prefix).removeprefix("thumbs/")
         assert key.startswith(prefix) and "/" not in segment and "\\" not in segment
         assert ".." not in segment and all(ord(c) >= 32 for c in segment)
         assert len(segment) < 160
@@ -350,7 +353,7 @@ def test_hostile_output_prefixes_and_sizes_are_refused_and_the_good_message_runs
     assert execution["name"].startswith(f"sqs-{good_id}")
     assert local_stack.wait(execution["name"], timeout=120)["status"] == "SUCCEEDED"
     output = keys(local_stack, "OutputBucket")
-    assert len(output) == 2  # hana's collage and the report, nothing anywhere else
+    assert len(output) == 4  # hana's collage, its thumbnail, the report and its sheet: no more
     assert all(k.startswith("sqs-trigger/campaigns/2025-01/collages/") for k in output), output
     (inbox,) = keys(local_stack, "InputBucket", "archive/sqs-inbox/")  # only the good one parked
     assert execution["name"] in inbox

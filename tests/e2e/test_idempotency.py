@@ -11,7 +11,7 @@ import pytest
 from collage_tools.cover_server import CoverServer
 from collage_tools.covers import make_cover
 from tests.support.s3_faults import S3Faults, fast_waits
-from tests.support.workflow import csv_text, executions, keys, read_json, run_csv
+from tests.support.workflow import csv_text, executions, is_collage, keys, read_json, run_csv
 
 pytestmark = pytest.mark.e2e
 
@@ -48,7 +48,7 @@ def etags(stack: Any, prefix: str = "") -> dict[str, str]:
     return {
         key: s3.head_object(Bucket=bucket, Key=key)["ETag"]
         for key in keys(stack, "OutputBucket", prefix)
-        if key.endswith(".jpg")
+        if is_collage(key)
     }
 
 
@@ -91,7 +91,8 @@ def test_a_redelivered_sqs_message_starts_one_run(local_stack, server):
 
     assert len(executions(local_stack)) == 1
     assert server.hits["/c/0.jpg"] == 1
-    assert len(keys(local_stack, "OutputBucket", "sqs-trigger/again/collages/")) == 2  # jpg+json
+    # the collage, its thumbnail, the report and its contact sheet
+    assert len(keys(local_stack, "OutputBucket", "sqs-trigger/again/collages/")) == 4
 
 
 def test_the_render_task_invoked_twice_for_one_item_renders_once(local_stack, server):

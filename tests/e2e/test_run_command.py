@@ -28,9 +28,16 @@ def test_run_writes_the_output_bucket_and_prints_the_summary(tmp_path, covers, c
     assert issue["value"].startswith("ftp://") and "secret" not in issue["value"]
     assert "collage: execution covers-" in captured.err
     files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
-    assert len(files) == 2
-    assert files[0].startswith("s3-trigger/csv-files/covers/collages/gus_")
-    assert files[1].startswith("s3-trigger/csv-files/covers/collages/report_")
+    folder = "s3-trigger/csv-files/covers/collages/"
+    assert [name.removeprefix(folder).split("_")[0] for name in files] == [
+        "gus",  # the collage
+        "report",  # the contact sheet (.html)
+        "report",  # the report (.json)
+        "thumbs/gus",  # the collage's thumbnail, for the sheet
+    ]
+    # The sheet's path is said last, and it is on disk.
+    sheet = out / summary["sheet"].split("/", 3)[3]
+    assert sheet.is_file() and captured.err.rstrip().endswith(f"contact sheet: {sheet}")
 
 
 def test_loopback_covers_are_refused_without_the_flag(tmp_path, cover_server, covers, capsys):

@@ -108,9 +108,13 @@ def test_an_upload_with_boto3_starts_a_run_that_watch_follows(served, aws, cover
     summary = json.loads(watched.stdout)
     assert summary["status"] == "succeeded" and summary["collages"] == 1
     assert summary["run_id"] == execution["name"]
-    collages = list(tmp_path.rglob("ana_*.jpg"))
+    collages = [p for p in tmp_path.rglob("ana_*.jpg") if p.parent.name != "thumbs"]
     assert len(collages) == 1 and Image.open(collages[0]).size == (7 * 216, 5 * 384)
     assert "collage: SUCCEEDED" in watched.stderr
+    # Said last: the contact sheet, downloaded with the collages.
+    last = watched.stderr.rstrip().splitlines()[-1]
+    assert last.startswith("collage: contact sheet: ") and last.endswith(".html")
+    assert Path(last.removeprefix("collage: contact sheet: ")).is_file()
     archived = aws("s3").list_objects_v2(Bucket=served["InputBucketName"], Prefix="archive/")
     assert any(k["Key"].startswith("archive/upload-") for k in archived.get("Contents", []))
 
@@ -126,15 +130,19 @@ def test_submit_uploads_finds_the_run_and_downloads_its_results(served, covers, 
     assert summary["status"] == "completed_with_failures"
     assert summary["creators"] == {"total": 2, "succeeded": 1, "partial": 1, "failed": 0}
     assert summary["rows"]["rejected"] == 1
-    written = sorted(p.name for p in (tmp_path / "out").rglob("*") if p.is_file())
-    assert len(written) == 3 and written[-1].startswith("report_"), written
+    out = tmp_path / "out"
+    written = sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file())
+    names = [p.name.split("_")[0] for p in written]  # the collages, report, sheet
+    assert names == ["bo", "cy", "report", "report", "bo", "cy"], written  # then thumbs/
     report = json.loads(next((tmp_path / "out").rglob("report_*.json")).read_text())
     assert report["row_issues"][0]["line"] == 7
     # The progress line, written to a pipe: whole lines, the map's counts, the final status.
     assert "uploaded s3://" in done.stderr and "2/2 creators" in done.stderr
-    assert "\r" not in done.stderr and done.stderr.rstrip().endswith(
-        "objects written under " + str(tmp_path / "out")
-    )
+    assert "\r" not in done.stderr
+    said = done.stderr.rstrip().splitlines()
+    assert said[-2] == "collage: 6 objects written under " + str(tmp_path / "out")
+    sheet = next((tmp_path / "out").rglob("report_*.html"))
+    assert said[-1] == f"collage: contact sheet: {sheet}"
 
 
 def test_submit_a_message_follows_it_by_its_message_id(served, covers, tmp_path):

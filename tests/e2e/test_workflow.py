@@ -7,7 +7,7 @@ from datetime import date, timedelta
 
 import pytest
 
-from tests.support.workflow import csv_text, image, keys, read, read_json, run_csv
+from tests.support.workflow import csv_text, image, is_collage, keys, read, read_json, run_csv
 
 pytestmark = pytest.mark.e2e
 
@@ -32,9 +32,14 @@ def test_uploaded_csv_becomes_collages_a_report_and_an_archived_csv(
     prefix = "s3-trigger/csv-files/daily/covers/collages/"
     output = keys(local_stack, "OutputBucket")
     assert all(key.startswith(prefix) for key in output)
-    collages = [k for k in output if k.endswith(".jpg")]
+    collages = [k for k in output if is_collage(k)]
     assert len(collages) == 2
     assert any(k.startswith(prefix + "alice_") for k in collages)
+    # Each collage's thumbnail, and the contact sheet beside the report.
+    thumbnails = [k for k in output if k.startswith(prefix + "thumbs/")]
+    assert thumbnails == sorted(k.replace(prefix, prefix + "thumbs/") for k in collages)
+    sheet = summary["sheet"].removeprefix(f"s3://{local_stack.names['OutputBucket']}/")
+    assert sheet in output and sheet == summary["report"].split("/", 3)[3][:-4] + "html"
     with image(local_stack, next(k for k in collages if "/alice_" in k)) as alice:
         assert (alice.format, alice.size) == ("JPEG", (7 * 216, 5 * 384))
 
@@ -115,7 +120,7 @@ def test_sqs_message_gives_collages_under_its_output_prefix(local_stack, covers)
     described = local_stack.wait(execution["name"], timeout=120)
     assert described["status"] == "SUCCEEDED"
     output = keys(local_stack, "OutputBucket")
-    collages = [k for k in output if k.endswith(".jpg")]
+    collages = [k for k in output if is_collage(k)]
     assert len(collages) == 1 and collages[0].startswith("sqs-trigger/manual-batch/collages/erin_")
     with image(local_stack, collages[0]) as collage:
         assert collage.size == (2 * 216, 2 * 384)
@@ -140,7 +145,7 @@ def test_the_same_upload_event_delivered_twice_starts_one_run(local_stack, cover
         stateMachineArn=local_stack.names["CollageStateMachine"]
     )["executions"]
     assert len(executions) == 1
-    assert len([k for k in keys(local_stack, "OutputBucket") if k.endswith(".jpg")]) == 1
+    assert len([k for k in keys(local_stack, "OutputBucket") if is_collage(k)]) == 1
 
 
 def test_unusable_csv_fails_the_run_and_moves_it_to_failed_with_the_reason(local_stack):

@@ -19,7 +19,7 @@ from PIL import Image
 from collage_tools.cover_server import CoverServer
 from collage_tools.covers import encode, make_cover
 from tests.support.s3_faults import S3Faults, fast_waits
-from tests.support.workflow import csv_text, image, keys, read_json, run_csv
+from tests.support.workflow import csv_text, image, is_collage, keys, read_json, run_csv
 
 pytestmark = pytest.mark.e2e
 
@@ -150,7 +150,7 @@ def test_one_csv_of_mixed_cover_faults_names_each_and_renders_the_rest(local_sta
     prefix = "sqs-trigger/faults/collages/"
     output = keys(local_stack, "OutputBucket")
     assert all(key.startswith(prefix) for key in output)
-    collages = sorted(k.removeprefix(prefix).split("_")[0] for k in output if k.endswith(".jpg"))
+    collages = sorted(k.removeprefix(prefix).split("_")[0] for k in output if is_collage(k))
     assert collages == ["good1", "good2", "mixed"]  # the failed creator has no collage
     (mixed_key,) = records["mixed"]["collages"]
     with image(local_stack, mixed_key) as collage:
@@ -211,7 +211,7 @@ def test_s3_throttling_and_5xx_are_absorbed_by_retries(local_stack, server, monk
     report = report_of(local_stack, described)
     assert report["status"] == "succeeded"
     assert [r["status"] for r in report["creators"]] == ["ok", "ok", "ok"]
-    assert len([k for k in keys(local_stack, "OutputBucket") if k.endswith(".jpg")]) == 3
+    assert len([k for k in keys(local_stack, "OutputBucket") if is_collage(k)]) == 3
     assert keys(local_stack, "InputBucket", "csv-files/") == []
     assert len(keys(local_stack, "InputBucket", "archive/throttled_")) == 1
     # Botocore retried every fault itself: nothing reached the state machine's Retry.
@@ -243,5 +243,5 @@ def test_s3_fault_outlasting_retries_fails_only_that_creator(local_stack, server
     assert [records[name]["status"] for name in names if name != "bob"] == ["ok"] * 4
     assert report["status"] == "completed_with_failures"
     assert report["totals"]["creators"]["failed"] == 1
-    collages = [k for k in keys(local_stack, "OutputBucket") if k.endswith(".jpg")]
+    collages = [k for k in keys(local_stack, "OutputBucket") if is_collage(k)]
     assert len(collages) == 4 and not [k for k in collages if "/bob_" in k]

@@ -155,7 +155,10 @@ def test_a_successful_run_archives_the_csv_and_reports_every_field(buckets):
     assert report["row_issues_unlisted"] == 0 and report["row_issues_all"] is None
     assert summary["report"] == f"s3://hs-output/{REPORT}"
     assert summary["collages_at"] == f"s3://hs-output/{RUN['output_prefix']}"
-    assert buckets.store.list_keys(buckets["output"], "") == [REPORT]  # nothing else, nowhere else
+    sheet = REPORT.removesuffix(".json") + ".html"  # the contact sheet: one page for 3 creators
+    assert summary["sheet"] == f"s3://hs-output/{sheet}"
+    # nothing else, nowhere else
+    assert buckets.store.list_keys(buckets["output"], "") == [sheet, REPORT]
 
 
 def test_a_failed_map_moves_the_csv_to_failed_with_an_error_report(buckets):
@@ -208,7 +211,9 @@ def test_a_retried_aggregate_keeps_the_archived_csv_and_rewrites_the_same_report
 
     assert buckets.store.list_keys(buckets["input"], "") == [ARCHIVED]
     assert second["report"] == first["report"] and second["csv"] == first["csv"]
-    assert buckets.store.list_keys(buckets["output"], "") == [REPORT]
+    sheet = first["sheet"].removeprefix("s3://hs-output/")
+    assert second["sheet"] == first["sheet"]
+    assert buckets.store.list_keys(buckets["output"], "") == [sheet, REPORT]
 
 
 def test_s3_throttling_while_reading_results_is_absorbed(buckets, monkeypatch):

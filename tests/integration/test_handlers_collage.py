@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 
 import pytest
+from PIL import Image
 
 from collage import aws
 from collage.collage_task import process_creator, result_key
@@ -80,12 +82,20 @@ def test_handler_stores_the_collage_and_the_result_record(buckets, server):
 
     assert summary == {"creator": "alice", "status": "partial", "collages": 1, "covers_failed": 1}
     key = "s3-trigger/csv-files/covers/collages/alice_20250119T103000Z.jpg"
-    assert output_keys(buckets) == [key]
-    head = buckets.store.s3.head_object(Bucket=buckets["output"], Key=key)
-    assert head["ContentType"] == "image/jpeg"
-    assert head["Metadata"] == {"run-id": RUN["id"], "creator": "alice"}
+    thumb = "s3-trigger/csv-files/covers/collages/thumbs/alice_20250119T103000Z.jpg"
+    assert output_keys(buckets) == [key, thumb]
+    for stored in (key, thumb):
+        head = buckets.store.s3.head_object(Bucket=buckets["output"], Key=stored)
+        assert head["ContentType"] == "image/jpeg"
+        assert head["Metadata"] == {"run-id": RUN["id"], "creator": "alice"}
+    # The contact sheet's thumbnail: page 1 at most 216 pixels wide, a few KB.
+    small = buckets.store.s3.get_object(Bucket=buckets["output"], Key=thumb)["Body"].read()
+    assert len(small) < 10_000
+    with Image.open(io.BytesIO(small)) as image:
+        assert image.format == "JPEG" and 100 < image.width <= 216
     record = buckets.store.get_json(buckets["temp"], result_key(Run(**RUN), "alice"))
-    assert record["collages"] == [key] and record["covers_ok"] == 1
+    assert record["collages"] == [key] and record["thumbnail"] == thumb
+    assert record["covers_ok"] == 1
     assert record["failures"] == [
         {
             "line": 3,
@@ -106,7 +116,7 @@ def test_a_done_creator_is_skipped_on_a_rerun(buckets, server):
 
     assert again["skipped"] is True and again["status"] == "ok"
     assert server.hits == hits  # nothing downloaded again
-    assert output_keys(buckets) == [key]
+    assert output_keys(buckets) == [key, first["thumbnail"]]
     assert buckets.store.s3.head_object(Bucket=buckets["output"], Key=key)["ETag"] == etag
 
 
@@ -119,7 +129,7 @@ def test_a_failed_creator_is_rendered_again_on_a_rerun(buckets, server):
     again = render(buckets, work)
 
     assert again["status"] == "ok" and "skipped" not in again
-    assert server.hits["/c/late.jpg"] == 2 and len(output_keys(buckets)) == 1
+    assert server.hits["/c/late.jpg"] == 2 and len(output_keys(buckets)) == 2  # + thumbnail
     assert (
         buckets.store.get_json(buckets["temp"], result_key(Run(**RUN), "alice"))["status"] == "ok"
     )

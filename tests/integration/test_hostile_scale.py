@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from collage.sheet import PAGE_SIZE
+
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 
@@ -32,7 +34,11 @@ def test_200000_creators_with_one_cover_each(tmp_path):
     assert summary["creators"] > 199_000 and summary["covers_cut"] == 0
     assert split["rss_mb"] < RSS_LIMIT_MB, split
     aggregate = run_child(AGGREGATE, str(tmp_path / "who.jsonl"), split["output"])
-    assert json.loads(aggregate["output"])["creators"] == summary["creators"]
+    written = json.loads(aggregate["output"])
+    assert written["creators"] == summary["creators"]
+    # The contact sheet: every creator, and the partial ones again first, PAGE_SIZE a page.
+    entries = written["creators"] + written["partial"]
+    assert written["partial"] > 0 and written["sheet_pages"] == -(-entries // PAGE_SIZE)
     assert aggregate["rss_mb"] < RSS_LIMIT_MB, aggregate
 
 

@@ -112,7 +112,9 @@ def test_an_unusable_csv_is_reported_and_parked_under_the_template_roles(enforce
     assert enforced.denied == [], enforced.denied
     assert described["status"] == "FAILED"
     assert len(keys(enforced, "InputBucket", "failed/empty_")) == 2  # the CSV and .error.json
-    (report_key,) = keys(enforced, "OutputBucket", "s3-trigger/csv-files/empty/")
+    # The report and its contact sheet (one page: the totals and the reason).
+    sheet_key, report_key = keys(enforced, "OutputBucket", "s3-trigger/csv-files/empty/")
+    assert report_key.endswith(".json") and sheet_key == report_key[: -len("json")] + "html"
     assert read_json(enforced, "OutputBucket", report_key)["error"]["stage"] == "split"
 
 
@@ -135,7 +137,7 @@ def test_an_aggregate_bug_still_writes_a_report_and_parks_the_csv(
     assert described["status"] == "FAILED"
     assert keys(enforced, "InputBucket", "csv-files/") == []
     assert len(keys(enforced, "InputBucket", "failed/bug_")) == 2
-    (report_key,) = [k for k in keys(enforced, "OutputBucket") if "/report_" in k]
+    (report_key,) = [k for k in keys(enforced, "OutputBucket") if k.endswith(".json")]
     report = read_json(enforced, "OutputBucket", report_key)
     assert report["error"]["stage"] == "aggregate"
     assert "a bug in the report code" in report["error"]["reason"]

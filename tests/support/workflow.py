@@ -24,6 +24,15 @@ def keys(stack: Any, logical: str, prefix: str = "") -> list[str]:
     return sorted(stack.store.list_keys(stack.names[logical], prefix))
 
 
+def collage_keys(stack: Any, prefix: str = "") -> list[str]:
+    """The output bucket's collages: its JPEGs but the contact sheet's thumbnails."""
+    return [k for k in keys(stack, "OutputBucket", prefix) if is_collage(k)]
+
+
+def is_collage(key: str) -> bool:
+    return key.endswith(".jpg") and "/thumbs/" not in key
+
+
 def read(stack: Any, logical: str, key: str) -> bytes:
 
     return stack.store.s3.get_object(Bucket=stack.names[logical], Key=key)["Body"].read()

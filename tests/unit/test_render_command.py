@@ -270,3 +270,27 @@ def test_a_folder_is_read_only_inside_and_its_fifos_are_never_opened(tmp_path: P
     # Named directly, a file outside any folder given is read, as asked.
     done = collage_process("-o", str(out), "--rows", "1", "--cols", "1", "--tile", "32x32", secret)
     assert done.returncode == 0 and close(Image.open(out).getpixel((16, 16)), RED)
+
+
+def test_a_folder_file_that_is_no_image_is_skipped_not_given_a_cell(tmp_path: Path, capsys) -> None:
+    # 4 covers fill one 2x2 page; a notes file sorted first must not push one onto a page 2.
+    folder = tmp_path / "covers"
+    folder.mkdir()
+    (folder / "a-notes.txt").write_text("covers for the january campaign\n")
+    for name in ("b.jpg", "c.jpg", "d.jpg", "e.jpg"):
+        solid(folder, name, BLUE)
+    Image.new("RGB", (8, 8)).save(folder / "f.tif")  # an image, but a format the engine refuses
+    out = tmp_path / "c.jpg"
+    grid = ["--rows", "2", "--cols", "3", "--tile", "32x32"]
+
+    assert main(["render", "-o", str(out), *grid, str(folder)]) == 0
+
+    captured = capsys.readouterr()
+    assert captured.err.splitlines() == [
+        f"collage render: skipped {folder}/a-notes.txt: not an image"
+    ]
+    assert "5 covers: 4 rendered, 1 failed; 1 page(s)" in captured.out
+    assert "f.tif: unsupported_format: TIFF" in captured.out  # kept as a cover, named
+    assert not (tmp_path / "c-2.jpg").exists()
+    page = Image.open(out)
+    assert all(close(page.getpixel((16 + 32 * col, 16)), BLUE) for col in range(3))

@@ -32,6 +32,7 @@ from collage.engine.render import (
     Layout,
     decode_tile,
     encode_jpeg,
+    encode_thumbnail,
     new_canvas,
     paste_tile,
     placeholder_tile,
@@ -68,6 +69,7 @@ class CollageResult:
     render_seconds: float  # summed: decoding to tiles, placing, encoding pages
     bytes_downloaded: int
     wall_seconds: float = 0.0  # the whole call
+    thumbnail: bytes | None = None  # a small JPEG of page 1, when asked for
 
     @property
     def failed(self) -> list[TileOutcome]:
@@ -170,6 +172,8 @@ class _Pages:
     canvas: Image.Image | None = None
     page_has_cover: bool = False
     encoded: list[bytes] = field(default_factory=list)
+    thumbnail_width: int | None = None
+    thumbnail: bytes | None = None
     _placeholder: Image.Image | None = None
 
     def place(self, tile: Image.Image | None) -> int | None:
@@ -193,6 +197,8 @@ class _Pages:
 
     def finish_page(self) -> None:
         if self.canvas is not None and self.page_has_cover:
+            if not self.encoded and self.thumbnail_width:
+                self.thumbnail = encode_thumbnail(self.canvas, self.thumbnail_width)
             self.encoded.append(encode_jpeg(self.canvas, self.layout.quality))
         elif self.canvas is not None:
             # Only placeholders on this page: drop it, and start the next page afresh.
@@ -230,16 +236,19 @@ def build_collage(
     policy: FetchPolicy,
     max_workers: int = 8,
     deadline: float | None = None,
+    thumbnail_width: int | None = None,
 ) -> CollageResult:
     """Render `sources` (http(s) URLs and/or local paths, already in tile order) into pages.
 
     Tiles fill row-major; more than rows*cols sources give more pages. `deadline` is a
-    time.monotonic() value after which no download starts or retries.
+    time.monotonic() value after which no download starts or retries. With
+    `thumbnail_width`, page 1 is also shrunk to a small JPEG about that wide (the run's
+    contact sheet shows it), from the canvas in memory: no second decode.
     """
     started = time.perf_counter()
     sources = list(sources)
     covers = [_Cover(index) for index in range(len(sources))]
-    pages = _Pages(layout)
+    pages = _Pages(layout, thumbnail_width=thumbnail_width)
     settled: dict[int, _Cover] = {}
     next_index = 0
     place_seconds = 0.0
@@ -305,4 +314,5 @@ def build_collage(
         render_seconds=sum(cover.decode_seconds for cover in covers) + place_seconds,
         bytes_downloaded=bytes_downloaded,
         wall_seconds=time.perf_counter() - started,
+        thumbnail=pages.thumbnail,
     )

@@ -312,3 +312,21 @@ def encode_jpeg(canvas: Image.Image, quality: int) -> bytes:
     out = io.BytesIO()
     canvas.save(out, "JPEG", quality=quality)
     return out.getvalue()
+
+
+THUMBNAIL_QUALITY = 75  # a glance, not a copy: ~5-10 KB for a 5x7 page at 216 px wide
+
+
+def encode_thumbnail(canvas: Image.Image, width: int) -> bytes:
+    """The canvas shrunk by a whole factor to at most `width` pixels wide, as a small JPEG.
+
+    Image.reduce averages whole blocks of pixels: a box filter, a few milliseconds on a
+    1512x1920 page, where a LANCZOS resize of the same page costs ~10x more for no visible
+    gain at this size.
+    """
+    factor = max(1, -(-canvas.width // width))  # ceil: never wider than asked
+    small = canvas.reduce(factor) if factor > 1 else canvas
+    out = io.BytesIO()
+    # optimize: Huffman tables fitted to this small image, ~10% smaller for well under 1 ms.
+    small.save(out, "JPEG", quality=THUMBNAIL_QUALITY, optimize=True)
+    return out.getvalue()

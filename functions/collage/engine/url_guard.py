@@ -55,9 +55,9 @@ def blocked_reason(address: str | Address) -> str | None:
         if ip in _NAT64:
             return _v4_reason(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF), "NAT64 ")
         if ip in _SIXTOFOUR and ip.sixtofour is not None:
-            reason = _v4_reason(ip.sixtofour, "6to4 ")
-            if reason:
-                return reason
+            # The embedded IPv4 address decides, as for NAT64: from Python 3.13 ipaddress calls
+            # all of 2002::/16 private (IANA's registry gives it no global reachability).
+            return _v4_reason(ip.sixtofour, "6to4 ")
         return _v6_reason(ip)
     return _v4_reason(ip, "")
 

@@ -5,12 +5,12 @@ More covers than rows*cols give more pages: OUT, then OUT with -2, -3, ... befor
 (out.jpg, out-2.jpg, ...). Exit status: 0 when at least one page was written, 1 when no cover
 could be rendered or a page could not be written, 2 for bad arguments.
 
-What is read and written: a directory gives only its own regular files; a symlink that leads
-out of it, a FIFO, a socket, a device or a sub-directory is skipped and named on stderr (a FIFO
-in it is never opened, so nothing hangs). A path named directly is read as asked, wherever it
-is (a pipe from `<(...)` too). -o makes the folders it needs; it must not be a folder, a FIFO,
-a socket or a block device. A character device (/dev/null, a terminal) is written in place,
-one page only.
+What is read and written: a directory gives only its own regular image files; a symlink that
+leads out of it, a FIFO, a socket, a device, a sub-directory or a file whose first bytes are no
+image is skipped and named on stderr (a FIFO in it is never opened, so nothing hangs). A path
+named directly is read as asked, wherever it is (a pipe from `<(...)` too). -o makes the folders
+it needs; it must not be a folder, a FIFO, a socket or a block device. A character device
+(/dev/null, a terminal) is written in place, one page only.
 """
 
 from __future__ import annotations
@@ -94,7 +94,24 @@ def _entry_problem(entry: Path, root: Path) -> str | None:
         if not target.is_relative_to(root):
             return f"a symlink out of the folder (to {target})"
     kind = file_kind(entry)
-    return None if kind == "file" else f"not a regular file ({kind})"
+    if kind != "file":
+        return f"not a regular file ({kind})"
+    return _not_an_image(entry)
+
+
+def _not_an_image(path: Path) -> str | None:
+    """Why a folder's regular file is no cover: its first bytes are no image format at all (a
+    notes.txt among the covers would otherwise take a cell and push a cover onto a page of its
+    own). An image in a format the engine refuses (TIFF, ...) stays a cover and is named as
+    failed, with the reason."""
+    from collage.engine.formats import SNIFF_BYTES, sniff
+
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(SNIFF_BYTES)
+    except OSError as error:
+        return f"cannot read it: {error.strerror or error}"
+    return None if sniff(head) else "not an image"
 
 
 def expand_sources(images: list[str]) -> tuple[list[str], list[str]]:

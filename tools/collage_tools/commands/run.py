@@ -13,7 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from collage_tools.commands.submit import follow_to_summary, say, start
+from collage_tools.commands.submit import add_open_argument, follow_to_summary, say, start
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,6 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait for the run")
     parser.add_argument("--verbose", action="store_true", help="show the handlers' INFO logs")
+    add_open_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:

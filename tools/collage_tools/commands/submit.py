@@ -39,6 +39,15 @@ def add_stack_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--download", type=Path, metavar="DIR", help="fetch report and collages")
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait for the run")
     parser.add_argument("--poll", type=float, help="seconds between polls (default 2, local 0.25)")
+    add_open_argument(parser)
+
+
+def add_open_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--open",
+        action="store_true",
+        help="open the run's contact sheet in your browser (needs the run on disk: --download)",
+    )
 
 
 def say(text: str) -> None:
@@ -106,5 +115,25 @@ def follow_to_summary(
     problem = stack_client.outcome(described, summary)
     if problem:
         say(problem)
-        return 1
-    return 0
+    show_sheet(summary, args.download, args.open)
+    return 1 if problem else 0
+
+
+def show_sheet(summary: dict[str, Any], directory: Path | None, open_it: bool) -> None:
+    """Say where the run's contact sheet is, last: on disk when downloaded, else its S3 key;
+    with `open_it`, open it in the user's browser (a file on disk only)."""
+    sheet = str(summary.get("sheet") or "")
+    if not sheet:
+        return  # a run that failed before its report was written
+    if directory is None:
+        say(f"contact sheet: {sheet}")
+        if open_it:
+            say("--open needs the run on disk: add --download DIR")
+        return
+    path = directory / sheet.split("/", 3)[3]  # s3://bucket/KEY, written at its key
+    say(f"contact sheet: {path}")
+    if open_it:
+        import webbrowser
+
+        if not webbrowser.open(path.resolve().as_uri()):
+            say("no browser could be started here: open the path above yourself")

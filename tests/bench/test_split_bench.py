@@ -7,6 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+# Whole benchmark runs in subprocesses (tens of seconds): a tier of their own, not unit tests.
+pytestmark = [pytest.mark.bench, pytest.mark.slow]
+
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "split_bench.py"
 
 
