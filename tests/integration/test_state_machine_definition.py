@@ -70,7 +70,8 @@ def test_the_shape_the_console_shows():
     assert "ResultWriter" in mapped, "results of a large map must go to S3, not the payload"
     assert "MaxConcurrencyPath" in mapped and "ToleratedFailurePercentagePath" in mapped
     assert {c["Next"] for c in mapped["Catch"]} == {"Aggregate"}
-    retried = mapped["ItemProcessor"]["States"]["RenderCollage"]["Retry"][0]["ErrorEquals"]
+    retriers = mapped["ItemProcessor"]["States"]["RenderCollage"]["Retry"]
+    retried = [error for retrier in retriers for error in retrier["ErrorEquals"]]
     assert "TransientError" in retried and "States.ALL" not in retried
 
 
