@@ -247,6 +247,11 @@ def test_a_restarted_run_reads_the_csv_it_parked_under_the_template_roles(
         assert first["status"] == "FAILED"
         assert keys(stack, "InputBucket", "csv-files/") == []
         assert len(keys(stack, "InputBucket", "failed/outage_")) == 2
+        # A restart reads the run's own copy of its CSV while the temp bucket keeps it; once
+        # that copy has expired (TempExpirationDays), it must find the CSV it parked.
+        temp = stack.names["TempBucket"]
+        (copy,) = [k for k in keys(stack, "TempBucket", "runs/") if k.endswith("/source.csv")]
+        stack.store.delete_object(temp, copy)
         denied_before = len(stack.denied)
 
         second = restart(stack, first, "outage-restarted")
