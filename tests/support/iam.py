@@ -184,6 +184,8 @@ class EnforcedStack(LocalStack):
 
     def __init__(self, *, without: dict[str, set[str]] | None = None, **kwargs: Any) -> None:
         """`without`: statement Sids to leave out, by logical id (to show a missing grant fails)."""
+        # The harness's identities live in this process's clients: handlers run in its threads.
+        kwargs.setdefault("lambda_isolation", "inline")
         super().__init__(**kwargs)
         self.without = without or {}
         self.credentials: dict[str | None, dict[str, str]] = {}
