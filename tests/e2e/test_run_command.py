@@ -21,7 +21,12 @@ def test_run_writes_the_output_bucket_and_prints_the_summary(tmp_path, covers, c
     summary = json.loads(captured.out)  # stdout holds the summary and nothing else
     assert summary["status"] == "succeeded" and summary["collages"] == 1
     assert "collage: execution covers-" in captured.err
-    files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    # --out is the output bucket; the run's working files are apart, in .collage/
+    files = sorted(
+        p.relative_to(out).as_posix()
+        for p in out.rglob("*")
+        if p.is_file() and ".collage" not in p.parts
+    )
     assert len(files) == 2
     assert files[0].startswith("s3-trigger/csv-files/covers/collages/gus_")
     assert files[1].startswith("s3-trigger/csv-files/covers/collages/report_")

@@ -1,5 +1,6 @@
 """The local Lambda runtime: environments are processes, reused while warm, limited in number,
-killed past their timeout or memory and answered as AWS answers (tools/collage_tools/lambda_runtime.py)."""
+killed past their timeout or memory and answered as AWS answers
+(tools/collage_tools/lambda_runtime.py)."""
 
 from __future__ import annotations
 

@@ -27,6 +27,9 @@ What this module bridges, because moto cannot do it without Docker or does not d
    `triggers=True` a poller thread calls it, as the mapping would.
 5. The map's recursion depth: moto's map worker recurses once per item, so the recursion
    limit and the thread stack size are raised before any worker thread starts.
+6. Memory at scale (bounded.py): a map child's events are not kept, the map's items are read
+   one at a time from a file, and buckets given a folder (`folders`) keep their objects
+   there instead of in memory.
 """
 
 from __future__ import annotations
@@ -101,9 +104,13 @@ class LocalStack:
         lambda_isolation: str = "process",
         port: int = 0,
         render_concurrency: int | None = None,
+        folders: dict[str, Path] | None = None,
+        work_dir: Path | None = None,
     ) -> None:
         if lambda_isolation not in ("process", "inline"):
-            raise ValueError(f"lambda_isolation must be process or inline, not {lambda_isolation!r}")
+            raise ValueError(
+                f"lambda_isolation must be process or inline, not {lambda_isolation!r}"
+            )
         self.root = root or project_root()
         self.lambda_isolation = lambda_isolation
         self.port = port
@@ -111,6 +118,10 @@ class LocalStack:
         self.runtime: Any = None  # the LambdaRuntime, in process isolation
         self.server: Any = None  # moto's server, in process isolation
         self.endpoint = ""
+        # Buckets kept in folders (logical id -> folder): see bounded.FolderBuckets.
+        self.folders = dict(folders or {})
+        self.work_dir = work_dir
+        self._bounded: list[Any] = []
         self.allow_loopback = allow_loopback
         self.verbose = verbose
         self._triggers: Any = None
@@ -156,6 +167,7 @@ class LocalStack:
         from collage.aws import Store
 
         self.store = Store()  # clients made under the mock, on first use
+        self._install_bounds()
         if self.lambda_isolation == "process":
             self._start_server()
         self._install_lambda_dispatcher()
@@ -177,6 +189,8 @@ class LocalStack:
             self.runtime.stop()
         if self.server is not None:
             self.server.stop()
+        while self._bounded:
+            self._bounded.pop().uninstall()
         if self._saved_invoke is not None:
             LambdaBackend.invoke = self._saved_invoke  # type: ignore[method-assign]
         if self._mock is not None:
@@ -188,6 +202,17 @@ class LocalStack:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+    def _install_bounds(self) -> None:
+        """Bridge 6: what keeps memory flat at scale (bounded.py says what grew, and why)."""
+        from collage_tools.bounded import BoundedEngine, FolderBuckets
+
+        self._bounded.append(BoundedEngine(self.work_dir).install())
+        if self.folders:
+            buckets = FolderBuckets()
+            for logical, folder in self.folders.items():
+                buckets.add(f"{STACK}-{BUCKETS[logical]}", Path(folder))
+            self._bounded.append(buckets.install())
 
     def _set_env(self, values: dict[str, str]) -> None:
         for key, value in values.items():
@@ -555,7 +580,13 @@ class FunctionError(RuntimeError):
 
 @contextlib.contextmanager
 def running_stack(
-    *, allow_loopback: bool, verbose: bool, port: int = 0, render_concurrency: int | None = None
+    *,
+    allow_loopback: bool,
+    verbose: bool,
+    port: int = 0,
+    render_concurrency: int | None = None,
+    folders: dict[str, Path] | None = None,
+    work_dir: Path | None = None,
 ) -> Iterator[LocalStack]:
     """The stack of `collage run` and `serve`, its triggers running by themselves. Handlers
     print metrics (CloudWatch EMF lines) on stdout, which the commands keep for their own
@@ -571,6 +602,8 @@ def running_stack(
                 triggers=True,
                 port=port,
                 render_concurrency=render_concurrency,
+                folders=folders,
+                work_dir=work_dir,
             )
         )
 

@@ -168,9 +168,8 @@ class Worker:
 
 def reset_peak(pid: int) -> None:
     """Reset the process's peak resident memory (VmHWM) to its current size (Linux 4.0+)."""
-    with contextlib.suppress(OSError):
-        with open(f"/proc/{pid}/clear_refs", "w") as refs:
-            refs.write("5")
+    with contextlib.suppress(OSError), open(f"/proc/{pid}/clear_refs", "w") as refs:
+        refs.write("5")
 
 
 def peak_resident(pid: int) -> int:
@@ -281,8 +280,9 @@ class LambdaRuntime:
                 worker = self._take(function)
             except WorkerGone as gone:
                 return error_answer(
-                    "Runtime.ExitError", f"RequestId: {request_id} Error: Runtime exited "
-                    f"with error: {gone} (while starting the handler {spec.handler})"
+                    "Runtime.ExitError",
+                    f"RequestId: {request_id} Error: Runtime exited "
+                    f"with error: {gone} (while starting the handler {spec.handler})",
                 )
             request = {
                 "event": event,
@@ -302,7 +302,9 @@ class LambdaRuntime:
             finally:
                 with self._busy_lock:
                     self._busy.discard(worker)
-            result = self._settle(function, worker, answer, request_id, reason if answer is None else "")
+            result = self._settle(
+                function, worker, answer, request_id, reason if answer is None else ""
+            )
         if self.on_answer is not None:
             self.on_answer(name, result)
         return result

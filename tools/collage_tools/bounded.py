@@ -1,0 +1,343 @@
+"""What keeps the local stack's memory flat at a month's scale (57,000 creators in one run).
+
+Measured on moto 5.2.5 before these (tracemalloc, `benchmarks/run_bench.py --trace`), what grew
+with every creator in `collage run`:
+
+1. **Every object ever written**, body and all: the collages (~100-300 KB each) and each
+   creator's result record, as moto `FakeKey`s (~6 KB of bookkeeping besides the body).
+   -> `FolderBuckets`: a bucket given a folder keeps its objects there, one file per key
+   (written whole, then renamed into place), and forgets them: a later GET or HEAD reads the
+   file again. `collage run --out DIR` gives the output bucket DIR itself (so the collages
+   and the report appear there as they are written) and the temp bucket `DIR/.collage/temp`
+   (the run's items, result records, map results: what a resumed run reads again).
+2. **Every map child's history**: a Distributed Map's children write their events into one
+   `EventManager` of the map run, kept (and never read) until the map ends: ~10 events of
+   several KB per creator. -> `DiscardingEventManager`: the children's events are not kept.
+   On AWS the children of this map are EXPRESS executions, whose history Step Functions does
+   not keep either (it goes to CloudWatch Logs when logging is on).
+3. **The map's items, parsed whole, then one `Job` per item made up front**: the ItemReader
+   read items.json (~5 KB per creator) into one string, parsed it into a list, and the job
+   pool built every job from it at once. -> `JsonArrayFile`: the ItemReader's object is
+   streamed to a file in the work area and indexed by line (the split writes one item per
+   line; any other layout falls back to parsing it whole), each item parsed when its child
+   starts; `LazyJobPool` makes each job when a worker takes it.
+
+What stays per creator is one small summary per child until the map ends (what the map's
+ResultWriter is handed) and the map run's counters.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import hashlib
+import json
+import os
+import tempfile
+import threading
+from array import array
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+
+# ---------------------------------------------------------------------- 1. buckets as folders
+class FolderBuckets:
+    """Buckets whose objects live in folders: written through to a file, then forgotten."""
+
+    def __init__(self) -> None:
+        self.folders: dict[str, Path] = {}
+        self._saved: dict[str, Any] = {}
+
+    def add(self, bucket: str, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.folders[bucket] = folder.resolve()
+
+    def path(self, bucket: str, key: str) -> Path | None:
+        """Where a key lives, or None for a key that would leave the folder."""
+        root = self.folders[bucket]
+        target = (root / key).resolve()
+        if not target.is_relative_to(root) or target == root:
+            return None
+        return target
+
+    def install(self) -> FolderBuckets:
+        from moto.s3.models import S3Backend
+
+        folders = self
+        put_object, get_object = S3Backend.put_object, S3Backend.get_object
+        self._saved = {"put_object": put_object, "get_object": get_object}
+
+        def put(backend: Any, bucket_name: str, key_name: str, value: bytes, *a: Any, **k: Any):
+            key = put_object(backend, bucket_name, key_name, value, *a, **k)
+            if bucket_name in folders.folders:
+                folders._write(bucket_name, key_name, key)
+            return key
+
+        def get(backend: Any, bucket_name: str, key_name: str, *a: Any, **k: Any):
+            key = get_object(backend, bucket_name, key_name, *a, **k)
+            if key is None and bucket_name in folders.folders:
+                return folders._read(backend, bucket_name, key_name)
+            return key
+
+        S3Backend.put_object = put  # type: ignore[method-assign,assignment]
+        S3Backend.get_object = get  # type: ignore[method-assign,assignment]
+        return self
+
+    def uninstall(self) -> None:
+        from moto.s3.models import S3Backend
+
+        for name, original in self._saved.items():
+            setattr(S3Backend, name, original)
+        self._saved = {}
+
+    def _write(self, bucket_name: str, key_name: str, key: Any) -> None:
+        from moto.s3.models import s3_backends
+
+        target = self.path(bucket_name, key_name)
+        if target is None:
+            return  # stays in memory: a key such as "../x" has no place in the folder
+        target.parent.mkdir(parents=True, exist_ok=True)
+        key.etag  # noqa: B018 - computed (and kept) while the body is still there
+        with tempfile.NamedTemporaryFile(dir=target.parent, prefix=".part-", delete=False) as part:
+            key._value_buffer.seek(0)
+            while block := key._value_buffer.read(1 << 20):
+                part.write(block)
+        os.replace(part.name, target)
+        # The object is in the folder: moto forgets it (its bookkeeping is what grew).
+        backend = s3_backends[key.account_id][key.partition]
+        bucket = backend.buckets.get(bucket_name)
+        if bucket is not None:
+            with contextlib.suppress(KeyError):
+                bucket.keys.pop(key_name)
+        key.dispose()
+
+    def _read(self, backend: Any, bucket_name: str, key_name: str) -> Any:
+        from moto.s3.models import FakeKey
+
+        target = self.path(bucket_name, key_name)
+        if target is None or not target.is_file():
+            return None
+        bucket = backend.get_bucket(bucket_name)
+        key = FakeKey(
+            name=key_name,
+            value=target.read_bytes(),
+            account_id=bucket.account_id,
+            region_name=bucket.region_name,
+            bucket_name=bucket_name,
+        )
+        key.last_modified = datetime.datetime.fromtimestamp(
+            target.stat().st_mtime, tz=datetime.UTC
+        ).replace(tzinfo=None)
+        return key
+
+
+def etag_of(path: Path) -> str:
+    digest = hashlib.md5(usedforsecurity=False)
+    with path.open("rb") as data:
+        while block := data.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# ---------------------------------------------------------------------- 2. map children's events
+def _discarding_event_manager() -> type:
+    from moto.stepfunctions.parser.asl.eval.event.event_manager import EventManager
+
+    class DiscardingEventManager(EventManager):
+        """The events of a Distributed Map's children: numbered, logged if logging is on,
+        not kept (nothing reads them: moto shows no child executions)."""
+
+        def _publish_history_event(self, *args: Any, **kwargs: Any) -> None:
+            return None
+
+    return DiscardingEventManager
+
+
+# ---------------------------------------------------------------------- 3. items, read lazily
+class JsonArrayFile(Sequence[Any]):
+    """A JSON array in a file, one element a line (`[a,\\nb,\\nc]`), parsed an element at a
+    time; `open_array` falls back to parsing the whole file for any other layout."""
+
+    def __init__(self, path: Path, starts: array, ends: array, source: Any = None) -> None:
+        self.path = path
+        self._starts = starts
+        self._ends = ends
+        # (file, lock), shared by slices: the file may be unlinked once opened
+        self._source = source or (path.open("rb"), threading.Lock())
+
+    def __len__(self) -> int:
+        return len(self._starts)
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return JsonArrayFile(self.path, self._starts[index], self._ends[index], self._source)
+        start, end = self._starts[index], self._ends[index]
+        file, lock = self._source
+        with lock:
+            file.seek(start)
+            data = file.read(end - start)
+        return json.loads(data)
+
+    def __iter__(self) -> Iterator[Any]:
+        for index in range(len(self)):
+            yield self[index]
+
+    def close(self) -> None:
+        self._source[0].close()
+
+
+def open_array(path: Path) -> Any:
+    """The JSON array in `path`: lazily when it is one element a line, else parsed whole."""
+    starts, ends = array("q"), array("q")
+    offset = 0
+    with path.open("rb") as data:
+        for number, line in enumerate(data):
+            begin, stop = offset, offset + len(line)
+            offset = stop
+            text = line.rstrip(b"\r\n \t")
+            if number == 0:
+                if not text.startswith(b"["):
+                    return _parse_whole(path)
+                text, begin = text[1:], begin + 1
+            if text.endswith(b"]"):
+                text = text[:-1]
+            if text.endswith(b","):
+                text = text[:-1]
+            if not text.strip():
+                continue
+            try:
+                json.loads(text)
+            except ValueError:
+                return _parse_whole(path)
+            starts.append(begin)
+            ends.append(begin + len(text))
+    return JsonArrayFile(path, starts, ends)
+
+
+def _parse_whole(path: Path) -> Any:
+    with path.open("rb") as data:
+        return json.load(data)
+
+
+class _SpooledBody:
+    """The ItemReader's object, streamed to a file (in place of moto's one big string)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+
+def _lazy_item_reader(work: Path) -> tuple[Any, Any]:
+    """Replacements for the ItemReader's S3 GetObject and its JSON transformer."""
+    from moto.stepfunctions.parser.asl.component.state.exec.state_map.item_reader.eval import (
+        resource_eval_s3,
+    )
+    from moto.stepfunctions.parser.asl.component.state.exec.state_map.item_reader.eval.resource_output_transformer import (  # noqa: E501
+        transformer_json,
+    )
+
+    read_body = resource_eval_s3.ResourceEvalS3._handle_get_object
+    transform = transformer_json.ResourceOutputTransformerJson._eval_body
+
+    def handle_get_object(env: Any, resource_runtime_part: Any, state_credentials: Any) -> None:
+        s3 = resource_eval_s3.ResourceEvalS3._get_s3_client(
+            resource_runtime_part=resource_runtime_part, state_credentials=state_credentials
+        )
+        parameters = env.stack.pop()
+        body = s3.get_object(**parameters)["Body"]
+        work.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=work, prefix="items-", delete=False) as spool:
+            for block in iter(lambda: body.read(1 << 20), b""):
+                spool.write(block)
+        env.stack.append(_SpooledBody(Path(spool.name)))
+
+    def eval_body(self: Any, env: Any) -> None:
+        reader_config = env.stack[-1]
+        body = env.stack[-2]
+        if not isinstance(body, _SpooledBody):
+            transform(self, env)
+            return
+        env.stack.pop()
+        env.stack.pop()
+        items = open_array(body.path)
+        if not isinstance(items, JsonArrayFile):
+            body.path.unlink(missing_ok=True)
+            if not isinstance(items, list):  # moto's own answer for a non-array
+                env.stack.append(json.dumps(items))
+                env.stack.append(reader_config)
+                transform(self, env)
+                return
+        else:
+            body.path.unlink(missing_ok=True)  # the open file keeps its data until closed
+        env.stack.append(items[: reader_config["MaxItemsValue"]])
+
+    return (read_body, transform), (handle_get_object, eval_body)
+
+
+def _lazy_job_pool() -> tuple[Any, Any]:
+    from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration import job
+
+    saved = (job.JobPool.__init__, job.JobPool.next_job)
+
+    def __init__(self: Any, job_program: Any, job_inputs: Sequence[Any]) -> None:
+        self._mutex = threading.Lock()
+        self._termination_event = threading.Event()
+        self._worker_exception = None
+        self._jobs_number = len(job_inputs)
+        self._inputs = job_inputs
+        self._program = job_program
+        self._next_index = 0
+        self._open_jobs = []
+        self._closed_jobs = set()
+
+    def next_job(self: Any) -> Any:
+        with self._mutex:
+            if self._worker_exception is not None or self._next_index >= self._jobs_number:
+                return None
+            index = self._next_index
+            self._next_index += 1
+        return job.Job(job_index=index, job_program=self._program, job_input=self._inputs[index])
+
+    return saved, (__init__, next_job)
+
+
+class BoundedEngine:
+    """Patches 2 and 3 on moto's Step Functions engine, undone by `uninstall`."""
+
+    def __init__(self, work: Path | None = None) -> None:
+        self.work = work or Path(tempfile.gettempdir())
+        self._undo: list[tuple[Any, str, Any]] = []
+
+    def _set(self, owner: Any, name: str, value: Any) -> None:
+        # A class's own attribute as stored (a staticmethod stays one when put back).
+        saved = owner.__dict__[name] if isinstance(owner, type) else getattr(owner, name)
+        self._undo.append((owner, name, saved))
+        setattr(owner, name, value)
+
+    def install(self) -> BoundedEngine:
+        from moto.stepfunctions.parser.asl.component.state.exec.state_map.item_reader.eval import (
+            resource_eval_s3,
+        )
+        from moto.stepfunctions.parser.asl.component.state.exec.state_map.item_reader.eval.resource_output_transformer import (  # noqa: E501
+            transformer_json,
+        )
+        from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration import (
+            distributed_iteration_component,
+            job,
+        )
+
+        self._set(distributed_iteration_component, "EventManager", _discarding_event_manager())
+        _, (handle_get_object, eval_body) = _lazy_item_reader(self.work)
+        self._set(
+            resource_eval_s3.ResourceEvalS3, "_handle_get_object", staticmethod(handle_get_object)
+        )
+        self._set(transformer_json.ResourceOutputTransformerJson, "_eval_body", eval_body)
+        _, (init, next_job) = _lazy_job_pool()
+        self._set(job.JobPool, "__init__", init)
+        self._set(job.JobPool, "next_job", next_job)
+        return self
+
+    def uninstall(self) -> None:
+        while self._undo:
+            owner, name, value = self._undo.pop()
+            setattr(owner, name, value)
