@@ -33,6 +33,8 @@ the state machine's Retry and Catch, and the map's failure count, see what AWS w
 from __future__ import annotations
 
 import contextlib
+import json
+import logging
 import os
 import signal
 import subprocess
@@ -44,7 +46,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from collage_tools.lambda_worker import read_message, write_message
+from collage_tools.lambda_worker import END_OF_LOGS, read_message, write_message
 
 DEFAULT_CONCURRENCY = 10
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -87,16 +89,24 @@ class WorkerGone(RuntimeError):
 class Worker:
     """One execution environment: a process running one function's handler."""
 
-    def __init__(self, spec: FunctionSpec, env: dict[str, str], output: Any) -> None:
+    def __init__(self, spec: FunctionSpec, env: dict[str, str], verbose: bool) -> None:
         self.spec = spec
         self.process = subprocess.Popen(
             [sys.executable, "-m", "collage_tools.lambda_worker"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            stderr=output,
+            stderr=subprocess.PIPE,
             env=env,
             start_new_session=True,  # Ctrl-C reaches the command, which stops its workers
         )
+        self.logged = threading.Event()  # the invocation's log lines have all been forwarded
+        self._logs = threading.Thread(
+            target=forward_logs,
+            args=(self.process.stderr, spec.name, verbose, self.logged),
+            name=f"logs-{self.process.pid}",
+            daemon=True,
+        )
+        self._logs.start()
         self.killed_for: str | None = None  # "timeout" or "memory"
         self.deadline: float | None = None  # while an invocation runs
         self.idle_since = time.monotonic()
@@ -120,6 +130,7 @@ class Worker:
 
     def invoke(self, request: dict[str, Any], timeout: float) -> dict[str, Any]:
         reset_peak(self.pid)
+        self.logged.clear()
         self.deadline = time.monotonic() + timeout
         try:
             write_message(self.process.stdin, request)  # type: ignore[arg-type]
@@ -131,6 +142,7 @@ class Worker:
         self.invocations += 1
         if answer is None:
             raise WorkerGone(self._exit_reason())
+        self.logged.wait(timeout=2)  # its log lines reach the log before its answer returns
         return dict(answer)
 
     def kill(self, reason: str) -> None:
@@ -151,6 +163,7 @@ class Worker:
             self.process.wait()
         with contextlib.suppress(OSError):
             self.process.stdout.close()  # type: ignore[union-attr]
+        self._logs.join(timeout=2)
 
     def _exit_reason(self) -> str:
         try:
@@ -164,6 +177,45 @@ class Worker:
 
     def alive(self) -> bool:
         return self.process.poll() is None
+
+
+_RECORD_FIELDS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+LOG = logging.getLogger("collage.lambda")
+
+
+def forward_logs(stream: Any, function: str, verbose: bool, logged: threading.Event) -> None:
+    """What CloudWatch Logs is to Lambda: each line a worker writes on stderr. The handlers'
+    JSON log lines become records of the `collage.lambda` logger (with their keys, such as
+    `reason`, as attributes), metric lines are dropped, anything else is shown with
+    `verbose`."""
+    for raw in iter(stream.readline, b""):
+        line = raw.decode("utf-8", "replace").rstrip("\n")
+        if line.startswith(END_OF_LOGS):
+            logged.set()
+            continue
+        try:
+            document = json.loads(line)
+        except ValueError:
+            document = None
+        if not isinstance(document, dict) or "level" not in document:
+            if verbose and (document is None or "_aws" not in document):
+                sys.stderr.write(line + "\n")
+            continue
+        level = logging.getLevelName(str(document.get("level", "INFO")).upper())
+        extra = {k: v for k, v in document.items() if k not in _RECORD_FIELDS}
+        extra["function"] = function
+        record = LOG.makeRecord(
+            LOG.name,
+            level if isinstance(level, int) else logging.INFO,
+            str(document.get("location", function)),
+            0,
+            str(document.get("message", "")),
+            (),
+            None,
+            extra=extra,
+        )
+        LOG.handle(record)
+    stream.close()
 
 
 def reset_peak(pid: int) -> None:
@@ -215,7 +267,6 @@ class LambdaRuntime:
         self._busy: set[Worker] = set()
         self._busy_lock = threading.Lock()
         self._stopping = threading.Event()
-        self._output: Any = subprocess.DEVNULL if quiet else None
         self._monitor = threading.Thread(target=self._watch, name="lambda-monitor", daemon=True)
         self.started = False
         self.on_answer: Callable[[str, Answer], None] | None = None
@@ -245,22 +296,28 @@ class LambdaRuntime:
     def spec(self, name: str) -> FunctionSpec:
         return self.functions[name].spec
 
-    def set_limits(
+    def configure(
         self,
         name: str,
         *,
         timeout: float | None = None,
         memory: int | None = None,
         concurrency: int | None = None,
+        handler: str | None = None,
+        env: dict[str, str] | None = None,
     ) -> None:
         """Change a function's configuration, as UpdateFunctionConfiguration does: warm
-        environments are replaced (new invocations start fresh ones)."""
+        environments are dropped, so new invocations start fresh ones."""
         function = self.functions[name]
         spec = function.spec
         if timeout is not None:
             spec.timeout = timeout
         if memory is not None:
             spec.memory = memory
+        if handler is not None:
+            spec.handler = handler
+        if env is not None:
+            spec.env = {**spec.env, **env}
         if concurrency is not None:
             spec.concurrency = concurrency
             function.slots = threading.BoundedSemaphore(max(1, concurrency))
@@ -357,7 +414,7 @@ class LambdaRuntime:
                     return worker
         spec = function.spec
         env = {**self.base_env, **spec.env, "COLLAGE_LOCAL_HANDLER": spec.handler}
-        worker = Worker(spec, env, self._output)
+        worker = Worker(spec, env, verbose=not self.quiet)
         function.cold_starts += 1
         with self._busy_lock:
             self._busy.add(worker)  # the init phase counts against the timeout and memory too

@@ -22,6 +22,7 @@ from importlib import import_module
 from typing import Any, BinaryIO
 
 HEADER = struct.Struct("!I")
+END_OF_LOGS = "\x00collage-end-of-invocation"
 
 
 def read_message(stream: BinaryIO) -> Any:
@@ -73,6 +74,10 @@ def build_handler(handler_path: str) -> Any:
         base,
         address_guard=local_guard(allow_loopback, base.address_guard.allowed_host_suffixes),
     )
+    # The clients are made in the init phase (Lambda's advice for SDK clients), not in the
+    # first invocation's time budget.
+    runtime.store.s3  # noqa: B018
+    runtime.store.sfn  # noqa: B018
     return factory(runtime)
 
 
@@ -98,6 +103,8 @@ def main() -> int:
                 }
             }
         sys.stdout.flush()
+        sys.stderr.write(f"{END_OF_LOGS} {request['request_id']}\n")  # the logs are complete
+        sys.stderr.flush()
         write_message(answers, answer)
 
 
