@@ -203,6 +203,11 @@ class LocalStack:
             else:
                 os.environ[key] = value
 
+    @property
+    def triggers(self) -> Any:
+        """The running triggers (with `triggers=True`), else None."""
+        return self._triggers
+
     def _install_bounds(self) -> None:
         """Bridge 6: what keeps memory flat at scale (bounded.py says what grew, and why)."""
         from collage_tools.bounded import BoundedEngine, FolderBuckets
