@@ -12,9 +12,10 @@ creators, and the same ratio at 10,000), the peak RSS of B's tree (target < 2 GB
 where B's time goes (start and split, the map, the report), and cover requests per distinct
 cover URL during B (target 1.00).
 
-Usage: benchmarks/run_bench.py [--creators 1000,10000] [--covers 35] [--quick]
+Usage: benchmarks/run_bench.py [--creators 1000,10000] [--covers 35] [--quick] [--trace]
   (--quick: 20 creators of 5 covers, no targets: what the test of this benchmark runs;
-  the 57,000-creator figure is run by hand: --creators 57000)
+  the 57,000-creator figure is run by hand: --creators 57000; --trace: instead, the stack in
+  this process under tracemalloc, and what grew during the run, by line, per creator)
 Exit status: 1 when a target is not met (not with --quick), else 0.
 """
 
@@ -195,6 +196,37 @@ def bench(size: int, covers: int, quick: bool) -> dict:
     return result
 
 
+def trace(size: int, covers: int) -> None:
+    """What the embedded stack's memory grows by during a run, per creator, by source line."""
+    import tracemalloc
+
+    from collage_tools.cover_server import CoverServer
+    from collage_tools.covers import make_cover
+    from collage_tools.emulator import LocalStack
+
+    images = [make_cover(n, COVER_SIZE) for n in range(8)]
+    with CoverServer() as server, tempfile.TemporaryDirectory(prefix="run-trace-") as tmp:
+        work = Path(tmp)
+        csv = work / "month.csv"
+        write_csv(csv, server.add_prefix("/cov", images), size, covers)
+        folders = {"OutputBucket": work / "out", "TempBucket": work / "out/.collage/temp"}
+        with LocalStack(allow_loopback=True, folders=folders, work_dir=work / "spool") as stack:
+            tracemalloc.start(int(os.environ.get("TRACE_DEPTH", "1")))
+            before = tracemalloc.take_snapshot()
+            started = stack.upload_csv(csv.read_bytes(), "csv-files/month.csv")
+            stack.wait(started["name"], timeout=24 * 3600)
+            after = tracemalloc.take_snapshot()
+            tracemalloc.stop()
+    grown = after.compare_to(before, "lineno")
+    total = sum(stat.size_diff for stat in grown)
+    print(
+        f"{size:,} creators: the stack's Python memory grew {total / 1e6:.1f} MB during the run,"
+        f" {total / size / 1e3:.1f} KB a creator; the largest growths:"
+    )
+    for stat in grown[:12]:
+        print(f"  {stat.size_diff / 1e3:9.1f} KB  {stat.traceback}")
+
+
 def show(result: dict, quick: bool) -> list[bool]:
     size = result["creators"]
     print(f"\n{size:,} creators x {result['covers_per_creator']} covers")
@@ -234,7 +266,12 @@ def main() -> int:
     parser.add_argument("--creators", default="1000,10000")
     parser.add_argument("--covers", type=int, default=35)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--trace", action="store_true")
     args = parser.parse_args()
+    if args.trace:
+        for size in [int(s) for s in args.creators.split(",")]:
+            trace(size, args.covers)
+        return 0
     sizes = [20] if args.quick else [int(s) for s in args.creators.split(",")]
     covers = 5 if args.quick else args.covers
     results, met = [], []

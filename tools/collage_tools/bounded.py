@@ -301,8 +301,21 @@ def _lazy_job_pool() -> tuple[Any, Any]:
     return saved, (__init__, next_job)
 
 
+class _Untracked(list):
+    """moto's `instances_tracked` that keeps nothing (see BoundedEngine)."""
+
+    def append(self, item: Any) -> None:
+        return None
+
+
 class BoundedEngine:
-    """Patches 2 and 3 on moto's Step Functions engine, undone by `uninstall`."""
+    """Patches 2 and 3 on moto's Step Functions engine, and the S3 models' instance registry,
+    undone by `uninstall`.
+
+    moto registers every model instance it ever makes (`BaseModel.instances_tracked`, for its
+    dashboard and reset): each object's FakeKey, its ACL and grants stayed alive after the
+    object itself was forgotten (~6 KB a key). Here they are not registered; a reset still
+    disposes every key it holds through the buckets."""
 
     def __init__(self, work: Path | None = None) -> None:
         self.work = work or Path(tempfile.gettempdir())
@@ -315,6 +328,7 @@ class BoundedEngine:
         setattr(owner, name, value)
 
     def install(self) -> BoundedEngine:
+        from moto.s3 import models as s3_models
         from moto.stepfunctions.parser.asl.component.state.exec.state_map.item_reader.eval import (
             resource_eval_s3,
         )
@@ -326,6 +340,9 @@ class BoundedEngine:
             job,
         )
 
+        for model in (s3_models.FakeKey, s3_models.FakeAcl, s3_models.FakeGrant):
+            self._set(model, "instances_tracked", _Untracked())
+        self._set(s3_models.FakeGrantee, "instances_tracked", _Untracked())  # one per ACL
         self._set(distributed_iteration_component, "EventManager", _discarding_event_manager())
         _, (handle_get_object, eval_body) = _lazy_item_reader(self.work)
         self._set(
