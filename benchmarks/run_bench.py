@@ -217,14 +217,15 @@ def trace(size: int, covers: int) -> None:
             stack.wait(started["name"], timeout=24 * 3600)
             after = tracemalloc.take_snapshot()
             tracemalloc.stop()
-    grown = after.compare_to(before, "lineno")
+    grown = after.compare_to(before, "traceback")
     total = sum(stat.size_diff for stat in grown)
     print(
         f"{size:,} creators: the stack's Python memory grew {total / 1e6:.1f} MB during the run,"
         f" {total / size / 1e3:.1f} KB a creator; the largest growths:"
     )
     for stat in grown[:12]:
-        print(f"  {stat.size_diff / 1e3:9.1f} KB  {stat.traceback}")
+        frames = " <- ".join(f"{f.filename.rsplit('/', 2)[-1]}:{f.lineno}" for f in stat.traceback)
+        print(f"  {stat.size_diff / 1e3:9.1f} KB  {frames}")
 
 
 def show(result: dict, quick: bool) -> list[bool]:

@@ -301,6 +301,34 @@ def _lazy_job_pool() -> tuple[Any, Any]:
     return saved, (__init__, next_job)
 
 
+_CLIENT_MODULES = (
+    "state_map.result_writer.resource_eval.resource_eval_s3",
+    "state_map.item_reader.eval.resource_eval_s3",
+    "state_task.lambda_eval_utils",
+    "state_task.service.state_task_service_aws_sdk",
+    "state_task.service.state_task_service_sfn",
+)
+
+
+def _cached_clients() -> Any:
+    """moto's `boto_client_for`, one client per region, service and role instead of a new one
+    per task: each new client cost ~20 ms of CPU and left its generated class behind
+    (botocore makes a client class per client; ~15 KB a creator stayed)."""
+    from moto.stepfunctions.parser.asl.utils import boto_client
+
+    made: dict[tuple[str, str, str], Any] = {}
+    lock = threading.Lock()
+
+    def boto_client_for(region: str, service: str, state_credentials: Any = None) -> Any:
+        key = (region, service, repr(state_credentials))
+        with lock:
+            if key not in made:
+                made[key] = boto_client.boto_client_for(region, service, state_credentials)
+            return made[key]
+
+    return boto_client_for
+
+
 class _Untracked(list):
     """moto's `instances_tracked` that keeps nothing (see BoundedEngine)."""
 
@@ -344,6 +372,12 @@ class BoundedEngine:
             self._set(model, "instances_tracked", _Untracked())
         self._set(s3_models.FakeGrantee, "instances_tracked", _Untracked())  # one per ACL
         self._set(distributed_iteration_component, "EventManager", _discarding_event_manager())
+        import importlib
+
+        cached = _cached_clients()
+        base = "moto.stepfunctions.parser.asl.component.state.exec."
+        for name in _CLIENT_MODULES:
+            self._set(importlib.import_module(base + name), "boto_client_for", cached)
         _, (handle_get_object, eval_body) = _lazy_item_reader(self.work)
         self._set(
             resource_eval_s3.ResourceEvalS3, "_handle_get_object", staticmethod(handle_get_object)
