@@ -15,12 +15,17 @@ with every creator in `collage run`:
    several KB per creator. -> `DiscardingEventManager`: the children's events are not kept.
    On AWS the children of this map are EXPRESS executions, whose history Step Functions does
    not keep either (it goes to CloudWatch Logs when logging is on).
-3. **The map's items, parsed whole, then one `Job` per item made up front**: the ItemReader
+3. **Every item a map worker had run**: moto's worker recursed once per item, each frame
+   holding its item. -> `_iterating_pool`: the same steps as a loop.
+4. **The map's items, parsed whole, then one `Job` per item made up front**: the ItemReader
    read items.json (~5 KB per creator) into one string, parsed it into a list, and the job
    pool built every job from it at once. -> `JsonArrayFile`: the ItemReader's object is
    streamed to a file in the work area and indexed by line (the split writes one item per
    line; any other layout falls back to parsing it whole), each item parsed when its child
    starts; `LazyJobPool` makes each job when a worker takes it.
+5. **A boto3 client per task** (moto's `boto_client_for`), each leaving its generated class
+   behind. -> one client per service and role. And moto registers every S3 model instance it
+   makes (for its dashboard): -> S3 keys, ACLs and grants are not registered.
 
 What stays per creator is one small summary per child until the map ends (what the map's
 ResultWriter is handed) and the map run's counters.
@@ -336,6 +341,34 @@ class _Untracked(list):
         return None
 
 
+def _iterating_pool() -> Any:
+    """The map worker's loop over its jobs, as a loop: moto's recurses once per item, so each
+    worker's stack kept every item it had run (and its frames) until the map ended."""
+
+    def _eval_pool(self: Any, job: Any, worker_frame: Any) -> None:
+        while True:
+            if job is None:
+                self._env.delete_frame(worker_frame)
+                return
+            job_frame = worker_frame.open_inner_frame()
+            self._eval_job(env=job_frame, job=job)
+            worker_frame.delete_frame(job_frame)
+            if isinstance(job.job_output, Exception) or self.stopped():
+                self._env.delete_frame(worker_frame)
+                self._job_pool.close_job(job)
+                return
+            next_job = self._job_pool.next_job()
+            if next_job is None:
+                # The frame is closed before the job, as moto does: the map waits for jobs.
+                self._env.delete_frame(worker_frame)
+                self._job_pool.close_job(job)
+                return
+            self._job_pool.close_job(job)
+            job = next_job
+
+    return _eval_pool
+
+
 class BoundedEngine:
     """Patches 2 and 3 on moto's Step Functions engine, and the S3 models' instance registry,
     undone by `uninstall`.
@@ -372,6 +405,11 @@ class BoundedEngine:
             self._set(model, "instances_tracked", _Untracked())
         self._set(s3_models.FakeGrantee, "instances_tracked", _Untracked())  # one per ACL
         self._set(distributed_iteration_component, "EventManager", _discarding_event_manager())
+        from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration.itemprocessor import (  # noqa: E501
+            distributed_item_processor_worker as worker,
+        )
+
+        self._set(worker.DistributedItemProcessorWorker, "_eval_pool", _iterating_pool())
         import importlib
 
         cached = _cached_clients()
