@@ -23,7 +23,10 @@ with every creator in `collage run`:
    streamed to a file in the work area and indexed by line (the split writes one item per
    line; any other layout falls back to parsing it whole), each item parsed when its child
    starts; `LazyJobPool` makes each job when a worker takes it.
-5. **A boto3 client per task** (moto's `boto_client_for`), each leaving its generated class
+5. **Every thread the engine started** (moto's TMP_THREADS), each holding its task's frame,
+   and a JSONPath parser for every path evaluated. -> finished threads are dropped; a path
+   is parsed once.
+6. **A boto3 client per task** (moto's `boto_client_for`), each leaving its generated class
    behind. -> one client per service and role. And moto registers every S3 model instance it
    makes (for its dashboard): -> S3 keys, ACLs and grants are not registered.
 
@@ -35,6 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import functools
 import hashlib
 import json
 import os
@@ -334,6 +338,29 @@ def _cached_clients() -> Any:
     return boto_client_for
 
 
+_THREAD_MODULES = (
+    "moto.stepfunctions.parser.utils",
+    "moto.stepfunctions.parser.asl.component.program.program",
+    "moto.stepfunctions.parser.asl.component.state.exec.execute_state",
+    "moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration."
+    "inline_iteration_component",
+    "moto.stepfunctions.parser.asl.component.state.exec.state_task.service."
+    "state_task_service_callback",
+    "moto.stepfunctions.parser.asl.component.state.exec.state_parallel.branch_worker",
+    "moto.stepfunctions.parser.backend.execution_worker",
+)
+
+
+class _LiveThreads(list):
+    """moto's TMP_THREADS (every thread its engine started, kept for good), keeping the
+    threads still running: a finished task's thread held its whole evaluation frame."""
+
+    def append(self, thread: Any) -> None:
+        if len(self) >= 256:
+            self[:] = [t for t in self if t.is_alive()]
+        super().append(thread)
+
+
 class _Untracked(list):
     """moto's `instances_tracked` that keeps nothing (see BoundedEngine)."""
 
@@ -412,6 +439,18 @@ class BoundedEngine:
         self._set(worker.DistributedItemProcessorWorker, "_eval_pool", _iterating_pool())
         import importlib
 
+        live = _LiveThreads()
+        for name in _THREAD_MODULES:
+            module = importlib.import_module(name)
+            if hasattr(module, "TMP_THREADS"):
+                self._set(module, "TMP_THREADS", live)
+        # A JSONPath is parsed once (jsonpath_ng builds a parser for every parse(): ~3 KB
+        # kept and a few ms of CPU a state).
+        from moto.stepfunctions.parser.asl.component.common.path import result_path
+        from moto.stepfunctions.parser.asl.utils import json_path
+
+        for module in (json_path, result_path):
+            self._set(module, "parse", functools.lru_cache(maxsize=4096)(module.parse))
         cached = _cached_clients()
         base = "moto.stepfunctions.parser.asl.component.state.exec."
         for name in _CLIENT_MODULES:
