@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY ?= 0
 
-.PHONY: install demo test unit integration e2e bench-tests lint format validate build lock bench bench-quick bench-split bench-export cost mariadb clean
+.PHONY: install demo test unit integration e2e bench-tests lint format validate build lock bench bench-quick bench-split bench-export bench-run cost mariadb clean
 
 install: $(STAMP)
 
@@ -107,6 +107,10 @@ bench-split: install
 
 bench-export: install
 	$(PY) benchmarks/export_bench.py
+
+## bench-run: `collage run` at 1,000 and 10,000 creators against the collage task's own floor
+bench-run: install
+	$(PY) benchmarks/run_bench.py
 
 ## mariadb: the MariaDB server the export-urls tests start on loopback (Debian package)
 mariadb:

@@ -37,3 +37,14 @@ def local_stack():
 
     with LocalStack(allow_loopback=True) as stack:
         yield stack
+
+
+@pytest.fixture
+def inline_stack():
+    """The stack with its handlers in threads of this process (`lambda_isolation="inline"`):
+    for tests whose faults are injected into this process's S3 clients (support/s3_faults.py),
+    which a worker process's clients would not see."""
+    from collage_tools.emulator import LocalStack
+
+    with LocalStack(allow_loopback=True, lambda_isolation="inline") as stack:
+        yield stack

@@ -116,8 +116,9 @@ def test_the_render_task_invoked_twice_for_one_item_renders_once(local_stack, se
 
 
 def test_a_restarted_run_renders_only_the_creators_without_a_result(
-    local_stack, server, monkeypatch
+    inline_stack, server, monkeypatch
 ):
+    local_stack = inline_stack  # S3Faults reach this process's clients only
     # First run: bob's collage cannot be stored and the CSV cannot be archived (an S3 outage
     # that outlasts every retry), so the aggregate step fails; its catch reports the run as
     # failed and parks the CSV in failed/.

@@ -89,8 +89,9 @@ def test_restarting_a_finished_run_rewrites_the_same_keys_and_keeps_its_report(l
 
 # -> tests/integration/test_faults_workflow.py  (bug 5: aggregate never raises TransientError)
 def test_an_s3_outage_during_the_aggregate_is_retried_by_the_state_machine(
-    local_stack, server, monkeypatch
+    inline_stack, server, monkeypatch
 ):
+    local_stack = inline_stack  # S3Faults reach this process's clients only
     from collage.aws import TOTAL_ATTEMPTS
 
     with fast_waits(monkeypatch) as waits, S3Faults() as s3:

@@ -190,7 +190,8 @@ def test_loopback_covers_are_refused_without_a_single_request(server):
     assert not [key for key in output if key.endswith(".jpg")]
 
 
-def test_s3_throttling_and_5xx_are_absorbed_by_retries(local_stack, server, monkeypatch):
+def test_s3_throttling_and_5xx_are_absorbed_by_retries(inline_stack, server, monkeypatch):
+    local_stack = inline_stack  # S3Faults reach this process's clients only
     urls = [server.add(f"/c/{n}.jpg", make_cover(n, TILE)) for n in range(6)]
     rows = [(f"c{n % 3}", url, "2025-01-01") for n, url in enumerate(urls)]
     with fast_waits(monkeypatch) as waits, S3Faults() as s3:
@@ -220,7 +221,8 @@ def test_s3_throttling_and_5xx_are_absorbed_by_retries(local_stack, server, monk
     assert all(server.hits[f"/c/{n}.jpg"] == 1 for n in range(6))
 
 
-def test_s3_fault_outlasting_retries_fails_only_that_creator(local_stack, server, monkeypatch):
+def test_s3_fault_outlasting_retries_fails_only_that_creator(inline_stack, server, monkeypatch):
+    local_stack = inline_stack  # S3Faults reach this process's clients only
     from collage.aws import TOTAL_ATTEMPTS
 
     urls = [server.add(f"/c/{n}.jpg", make_cover(n, TILE)) for n in range(5)]

@@ -263,6 +263,8 @@ class EnforcedStack(LocalStack):
         """`without`: statement Sids to leave out, by logical id (to show a missing grant fails).
         `list_prefix_condition`: how a ListBucket grant's s3:prefix condition counts when S3
         decides between 403 and 404 for a missing key (see the module's docstring)."""
+        # The harness's identities live in this process's clients: handlers run in its threads.
+        kwargs.setdefault("lambda_isolation", "inline")
         super().__init__(**kwargs)
         self.without = without or {}
         self.list_prefix_condition = list_prefix_condition

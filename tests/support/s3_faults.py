@@ -5,6 +5,10 @@ moto sees them. It wraps moto's botocore stubber rather than adding a `before-se
 botocore calls every `before-send` handler, so moto would still perform a faulted PutObject and
 the object would exist although the caller saw a 503. Here a faulted call changes nothing.
 
+The faults reach the S3 clients of this process: the handlers' own only when the stack runs
+them in its threads (`lambda_isolation="inline"`, the `inline_stack` fixture); a Lambda worker
+process calls moto's server over HTTP, which these faults do not see.
+
 `fast_waits` scales down the waits that make fault runs slow without changing what is retried:
 botocore's backoff and adaptive rate limiter, and the state machine's Retry intervals in moto.
 """

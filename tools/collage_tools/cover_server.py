@@ -16,6 +16,7 @@ import socketserver
 import struct
 import sys
 import threading
+import zlib
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -99,6 +100,7 @@ class CoverServer:
         self._port = port
         self._files: dict[str, tuple[bytes, str]] = {}
         self._faults: dict[str, _Fault] = {}
+        self._prefixes: dict[str, tuple[list[bytes], str]] = {}
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._open: set[socket.socket] = set()
@@ -226,7 +228,7 @@ class CoverServer:
                     fault = None
                 else:
                     fault.remaining = left - 1
-            file = self._files.get(path)
+            file = self._files.get(path) or self._from_prefix(path)
         if self.latency > 0 and self._stopping.wait(self.latency):
             handler.close_connection = True
             return
@@ -238,6 +240,20 @@ class CoverServer:
             return
         data = file[0] if file else None
         getattr(self, f"_fault_{fault.kind}")(handler, path, data, body=body, **fault.params)
+
+    def add_prefix(self, prefix: str, images: list[bytes], content_type: str = "image/jpeg") -> str:
+        """Serve every path under `prefix` (a benchmark's millions of distinct URLs): the
+        image a path gets is chosen by its hash among `images`. Returns the prefix's URL."""
+        with self._lock:
+            self._prefixes[_norm(prefix).rstrip("/") + "/"] = (images, content_type)
+        return self.url(prefix)
+
+    def _from_prefix(self, path: str) -> tuple[bytes, str] | None:
+        for prefix, (images, content_type) in self._prefixes.items():
+            if path.startswith(prefix):
+                digest = zlib.crc32(path.encode())
+                return images[digest % len(images)], content_type
+        return None
 
     def _send(
         self,

@@ -6,9 +6,16 @@ environment and parameter defaults, SQS receive counts and the dead-letter redri
 
 What this module bridges, because moto cannot do it without Docker or does not do it at all
 (see shared notes "offline-aws.md"):
-1. Lambda invocation: `LambdaBackend.invoke` is replaced by a dispatcher that calls the
-   handler in-process and reports errors as AWS does (`x-amz-function-error: Unhandled` and an
-   `errorType` that Retry/Catch match on).
+1. Lambda invocation: `LambdaBackend.invoke` is replaced by a dispatcher to the local Lambda
+   runtime (`lambda_runtime.py`): each function's invocations run in worker processes (warm
+   ones reused), at most its concurrency at once, with the template's `Timeout` and
+   `MemorySize` enforced, and errors reported as AWS reports them (`x-amz-function-error:
+   Unhandled` and an `errorType` that Retry/Catch match on: the handler's exception,
+   `Sandbox.Timedout`, `Runtime.OutOfMemory`). The workers reach this stack as a function
+   reaches AWS: over HTTP, through moto's server on 127.0.0.1 (`endpoint`), with the stack's
+   credentials. `lambda_isolation="inline"` calls the handlers in threads of this process
+   instead (no limits enforced): only for tests whose fault injection lives in this process's
+   clients (the IAM harness, S3 faults).
 2. EXPRESS map children: moto parses only STANDARD, so `MapExecutionType` is substituted with
    STANDARD here (the deployed template keeps EXPRESS).
 3. EventBridge -> Lambda for S3 uploads: moto's event differs from AWS's (`eTag` vs `etag`)
@@ -22,6 +29,9 @@ What this module bridges, because moto cannot do it without Docker or does not d
    limit and the thread stack size are raised before any worker thread starts.
 6. The state machine's aws-sdk S3 calls send CopySource as the ASL wrote it, as Step
    Functions does (botocore, which moto calls with, would percent-encode it a second time).
+7. Memory at scale (bounded.py): a map child's events are not kept, the map's items are read
+   one at a time from a file, and buckets given a folder (`folders`) keep their objects
+   there instead of in memory.
 """
 
 from __future__ import annotations
@@ -118,8 +128,27 @@ class LocalStack:
         root: Path | None = None,
         verbose: bool = False,
         triggers: bool = False,
+        lambda_isolation: str = "process",
+        port: int = 0,
+        render_concurrency: int | None = None,
+        folders: dict[str, Path] | None = None,
+        work_dir: Path | None = None,
     ) -> None:
+        if lambda_isolation not in ("process", "inline"):
+            raise ValueError(
+                f"lambda_isolation must be process or inline, not {lambda_isolation!r}"
+            )
         self.root = root or project_root()
+        self.lambda_isolation = lambda_isolation
+        self.port = port
+        self.render_concurrency = render_concurrency or os.cpu_count() or 1
+        self.runtime: Any = None  # the LambdaRuntime, in process isolation
+        self.server: Any = None  # moto's server, in process isolation
+        self.endpoint = ""
+        # Buckets kept in folders (logical id -> folder): see bounded.FolderBuckets.
+        self.folders = dict(folders or {})
+        self.work_dir = work_dir
+        self._bounded: list[Any] = []
         self.allow_loopback = allow_loopback
         self.verbose = verbose
         self._triggers: Any = None
@@ -173,8 +202,13 @@ class LocalStack:
         self._sdk_module = import_module(SDK_TASKS)
         self._sdk_client_for = self._sdk_module.boto_client_for
         self._sdk_module.boto_client_for = sdk_client_maker(self._sdk_client_for)
+        self._install_bounds()
+        if self.lambda_isolation == "process":
+            self._start_server()
         self._install_lambda_dispatcher()
         self._create_resources()
+        if self.lambda_isolation == "process":
+            self._start_runtime()
         if self._wire_triggers:
             from collage_tools.triggers import Triggers
 
@@ -186,6 +220,12 @@ class LocalStack:
 
         if self._triggers is not None:
             self._triggers.stop()
+        if self.runtime is not None:
+            self.runtime.stop()
+        if self.server is not None:
+            self.server.stop()
+        while self._bounded:
+            self._bounded.pop().uninstall()
         if self._saved_invoke is not None:
             LambdaBackend.invoke = self._saved_invoke  # type: ignore[method-assign]
         if self._sdk_client_for is not None:
@@ -199,6 +239,22 @@ class LocalStack:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+    @property
+    def triggers(self) -> Any:
+        """The running triggers (with `triggers=True`), else None."""
+        return self._triggers
+
+    def _install_bounds(self) -> None:
+        """Bridge 6: what keeps memory flat at scale (bounded.py says what grew, and why)."""
+        from collage_tools.bounded import BoundedEngine, FolderBuckets
+
+        self._bounded.append(BoundedEngine(self.work_dir).install())
+        if self.folders:
+            buckets = FolderBuckets()
+            for logical, folder in self.folders.items():
+                buckets.add(f"{STACK}-{BUCKETS[logical]}", Path(folder))
+            self._bounded.append(buckets.install())
 
     def _set_env(self, values: dict[str, str]) -> None:
         for key, value in values.items():
@@ -359,6 +415,47 @@ class LocalStack:
         )
 
     # ------------------------------------------------------------------ bridge 1: Lambda
+    def _start_server(self) -> None:
+        """moto's server on 127.0.0.1 over this stack's backends: how the workers reach AWS."""
+        from moto.server import ThreadedMotoServer
+
+        if not self.verbose:
+            logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=self.verbose)
+        server.start()
+        self.server = server
+        host, bound = server.get_host_and_port()
+        self.endpoint = f"http://{host}:{bound}"
+
+    def _start_runtime(self) -> None:
+        from collage_tools.lambda_runtime import FunctionSpec, LambdaRuntime
+
+        specs = {}
+        for name, spec in self.functions.items():
+            env = {key: str(self._resolve(value)) for key, value in spec["env"].items()}
+            if not self.verbose:
+                env["POWERTOOLS_LOG_LEVEL"] = "WARNING"
+            env.update(
+                {
+                    "AWS_ENDPOINT_URL": self.endpoint,
+                    "AWS_LAMBDA_FUNCTION_NAME": name,
+                    "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec["memory"]),
+                    "COLLAGE_LOCAL_ALLOW_LOOPBACK": "1" if self.allow_loopback else "0",
+                }
+            )
+            specs[name] = FunctionSpec(
+                name=name,
+                handler=spec["handler"],
+                timeout=spec["timeout"],
+                memory=spec["memory"],
+                env=env,
+                concurrency=(
+                    self.render_concurrency if spec["logical"] == "RenderFunction" else 10
+                ),
+                arn=self.names[f"{spec['logical']}.Arn"],
+            )
+        self.runtime = LambdaRuntime(specs, quiet=not self.verbose).start()
+
     def _install_lambda_dispatcher(self) -> None:
         from moto.awslambda.models import LambdaBackend
 
@@ -374,10 +471,28 @@ class LocalStack:
 
         LambdaBackend.invoke = invoke  # type: ignore[method-assign]
 
+    def function_name(self, logical: str) -> str:
+        return str(self.names[logical])
+
     def call_function(
         self, name: str, event: Any, response_headers: dict[str, Any] | None = None
     ) -> Any:
-        """Run a function's handler in-process, as Lambda would (errors shaped like AWS's)."""
+        """Invoke a function as Lambda would: its answer, or its error document (with
+        `x-amz-function-error` in `response_headers`; raised when there are none)."""
+        if self.runtime is not None:
+            answer = self.runtime.invoke(name, event)
+            if not answer.failed:
+                return answer.payload
+            if response_headers is None:
+                raise FunctionError(answer.payload)
+            response_headers["x-amz-function-error"] = answer.function_error
+            return answer.payload
+        return self._call_inline(name, event, response_headers)
+
+    def _call_inline(
+        self, name: str, event: Any, response_headers: dict[str, Any] | None = None
+    ) -> Any:
+        """Run a function's handler in a thread of this process (lambda_isolation="inline")."""
         spec = self.functions[name]
         handler = self._handlers.get(name) or self._wire(name)
         context = LambdaContext(name, spec["timeout"], spec["memory"])
@@ -413,6 +528,8 @@ class LocalStack:
         with self._idle:
             self._closing = True
             self._idle.wait_for(lambda: self._calls == 0, timeout=grace)
+        if self.runtime is not None:
+            self.runtime.stop()  # its workers are processes: none may outlive the stack
         return running
 
     def client(self, service: str) -> Any:
@@ -519,8 +636,24 @@ class LocalStack:
             time.sleep(0.2)
 
 
+class FunctionError(RuntimeError):
+    """A function's invocation failed; `document` is its error as the Lambda API returns it."""
+
+    def __init__(self, document: dict[str, Any]) -> None:
+        super().__init__(f"{document.get('errorType')}: {document.get('errorMessage')}")
+        self.document = document
+
+
 @contextlib.contextmanager
-def running_stack(*, allow_loopback: bool, verbose: bool) -> Iterator[LocalStack]:
+def running_stack(
+    *,
+    allow_loopback: bool,
+    verbose: bool,
+    port: int = 0,
+    render_concurrency: int | None = None,
+    folders: dict[str, Path] | None = None,
+    work_dir: Path | None = None,
+) -> Iterator[LocalStack]:
     """The stack of `collage run` and `serve`, its triggers running by themselves. Handlers
     print metrics (CloudWatch EMF lines) on stdout, which the commands keep for their own
     output: they go to stderr with `verbose` and are dropped otherwise."""
@@ -529,7 +662,15 @@ def running_stack(*, allow_loopback: bool, verbose: bool) -> Iterator[LocalStack
         sink = sys.stderr if verbose else scope.enter_context(quiet)
         scope.enter_context(contextlib.redirect_stdout(sink))
         yield scope.enter_context(
-            LocalStack(allow_loopback=allow_loopback, verbose=verbose, triggers=True)
+            LocalStack(
+                allow_loopback=allow_loopback,
+                verbose=verbose,
+                triggers=True,
+                port=port,
+                render_concurrency=render_concurrency,
+                folders=folders,
+                work_dir=work_dir,
+            )
         )
 
 

@@ -24,6 +24,7 @@ class Snapshot:
     done: int = 0
     failed: int = 0
     pending: int = 0
+    earlier: int = 0  # creators done by an earlier, interrupted run of the same command
 
     def line(self, width: int = 20) -> str:
         """`0:42 [####....] 12/40 creators · 11 done · 1 failed · 28 pending · RenderCollages`:
@@ -34,8 +35,9 @@ class Snapshot:
         finished = self.done + self.failed
         filled = width * finished // self.total if self.total else width
         bar = "#" * filled + "." * (width - filled)
+        earlier = f" ({self.earlier} before the restart)" if self.earlier else ""
         return (
-            f"{clock} [{bar}] {finished}/{self.total} creators · {self.done} done · "
+            f"{clock} [{bar}] {finished}/{self.total} creators · {self.done} done{earlier} · "
             f"{self.failed} failed · {self.pending} pending · {self.state}"
         )
 

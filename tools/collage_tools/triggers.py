@@ -38,6 +38,10 @@ class Triggers:
         self._stop = threading.Event()
         self._poller = threading.Thread(target=self._poll, name="sqs-mapping", daemon=True)
         self._saved_delivery: Any = None
+        # The last "Object Created" event of each key, and the events to send again instead
+        # of a new one (a resumed `collage run`: the same event is the same run).
+        self.events: dict[str, dict[str, Any]] = {}
+        self.replay: dict[str, dict[str, Any]] = {}
         props = stack.template["Resources"]["StartFromSqsFunction"]["Properties"]
         self.batch_size = int(props["Events"]["CsvMessage"]["Properties"].get("BatchSize", 10))
 
@@ -69,7 +73,10 @@ class Triggers:
         if reason == "PutObject" and getattr(key, "multipart", None) is not None:
             return  # moto's inner Put of CompleteMultipartUpload, which sends its own event
         etag = key.etag.strip('"')
-        event = s3_object_created_event(bucket.name, key.name, key.size, etag, reason)
+        event = self.replay.pop(key.name, None) or s3_object_created_event(
+            bucket.name, key.name, key.size, etag, reason
+        )
+        self.events[key.name] = event
         for function in self._matching_targets(account_id, bucket.region_name, event):
             self._events.submit(self._invoke_async, function, event)
 

@@ -3,17 +3,36 @@
 The run starts as on AWS: the CSV is uploaded under csv-files/ (its event starts the run), or
 the message is sent to the queue (polled as Lambda's event source mapping polls it), and the
 run is followed with the same client as `collage submit`. Prints the run summary as JSON on
-stdout, progress on stderr, writes the run's report and collages under --out at their S3 keys,
-and exits 0 only if the run succeeded.
+stdout, progress on stderr, and exits 0 only if the run succeeded.
+
+--out is the output bucket: each collage is written there at its S3 key the moment its collage
+task stores it, and the report at the end. The run's working files (the temp bucket: the map's
+items, each creator's result record, the map's results) are kept in `--out/.collage/temp/`.
+Neither is held in memory (see collage_tools.bounded), so a month's CSV runs in bounded memory.
+
+Interrupted (Ctrl-C, kill -9, a crash), the same command resumes: `--out/.collage/run.json` keeps
+the CSV's digest and the upload event that started the run, and the same CSV is started by the
+same event again, so it is the same run (same execution name, timestamp and keys). Its creators
+with a result record in `--out/.collage/temp` are skipped by the collage task's own check (as
+for a redriven run on AWS): none is rendered twice, and the report is the one an uninterrupted
+run writes. A different CSV (another digest) starts a new run.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
+import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from collage_tools.commands.submit import add_open_argument, follow_to_summary, say, start
+
+WORK_FOLDER = ".collage"  # under --out: the temp bucket, the spool and the run's state
+STATE_FILE = "run.json"
+DONE_STATUSES = ("ok", "partial")  # the collage task skips a creator whose record says so
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,7 +54,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="allow cover URLs on 127.0.0.1/localhost (local runs only, never deployed)",
     )
-    parser.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait for the run")
+    parser.add_argument(
+        "--timeout", type=float, default=24 * 3600.0, help="seconds to wait for the run"
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=None,
+        metavar="N",
+        help="collage tasks run at once (the render function's concurrency; default: CPU count)",
+    )
     parser.add_argument("--verbose", action="store_true", help="show the handlers' INFO logs")
     add_open_argument(parser)
 
@@ -48,14 +76,94 @@ def run(args: argparse.Namespace) -> int:
     from collage_tools.emulator import STACK, running_stack
     from collage_tools.stack_client import CollageStack, StackError
 
-    args.key, args.download, args.poll = None, args.out, 0.25
+    args.key, args.download, args.poll = None, None, 0.25
     summary_out = sys.stdout  # before running_stack takes stdout from the handlers
+    out = args.out.resolve()
+    work = out / WORK_FOLDER
+    state = _resumable(work, args.csv) if args.csv else None
+    _clear_leftovers(out, work)
+    earlier = 0
     say("starting the embedded local AWS (moto)")
-    with running_stack(allow_loopback=args.allow_loopback, verbose=args.verbose) as local:
+    with running_stack(
+        allow_loopback=args.allow_loopback,
+        verbose=args.verbose,
+        render_concurrency=args.concurrency,
+        folders={"OutputBucket": out, "TempBucket": work / "temp"},
+        work_dir=work / "spool",
+    ) as local:
         stack = CollageStack(STACK, local.outputs(), local.client)
+        if state is not None:
+            local.triggers.replay[state["key"]] = state["event"]
+            earlier = _done_before(work, state["execution"])
+            say(f"resuming run {state['execution']}: {earlier} creators already done")
         try:
             execution = start(stack, args)
         except StackError as error:
             say(str(error))
             return 1
-        return follow_to_summary(stack, execution, args, out=summary_out)
+        if args.csv:
+            _remember(work, args.csv, local.triggers.events, execution)
+        status = follow_to_summary(stack, execution, args, out=summary_out, earlier=earlier)
+    written = [p for p in out.rglob("*") if p.is_file() and WORK_FOLDER not in p.parts]
+    say(f"{len(written)} objects written under {args.out}")
+    return status
+
+
+def _digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as data:
+        while block := data.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _upload_key(csv: Path) -> str:
+    return f"csv-files/{csv.name}"
+
+
+def _resumable(work: Path, csv: Path) -> dict[str, Any] | None:
+    """The interrupted (or finished) run of this very CSV in this --out, if there is one."""
+    try:
+        state = json.loads((work / STATE_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    if state.get("sha256") != _digest(csv) or state.get("key") != _upload_key(csv):
+        return None
+    return dict(state)
+
+
+def _remember(work: Path, csv: Path, events: dict[str, Any], execution: str) -> None:
+    key = _upload_key(csv)
+    if key not in events:
+        return
+    state = {
+        "sha256": _digest(csv),
+        "key": key,
+        "execution": execution.rsplit(":", 1)[-1],
+        "event": events[key],
+    }
+    work.mkdir(parents=True, exist_ok=True)
+    part = work / f".{STATE_FILE}.part"
+    part.write_text(json.dumps(state, indent=2))
+    os.replace(part, work / STATE_FILE)
+
+
+def _done_before(work: Path, execution: str) -> int:
+    results = work / "temp" / "runs" / execution / "results"
+    done = 0
+    for record in results.glob("*.json") if results.is_dir() else ():
+        try:
+            done += json.loads(record.read_text()).get("status") in DONE_STATUSES
+        except (OSError, ValueError):
+            continue
+    return done
+
+
+def _clear_leftovers(out: Path, work: Path) -> None:
+    """What an interrupted run leaves half-done: objects being written, spooled items."""
+    if not out.is_dir():
+        return
+    for part in out.rglob(".part-*"):
+        part.unlink(missing_ok=True)
+    for spooled in (work / "spool").glob("items-*"):
+        spooled.unlink(missing_ok=True)

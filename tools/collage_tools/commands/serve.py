@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import logging
 import os
 import signal
+import socket
 import sys
 import threading
-from typing import Any, TextIO
+from typing import TextIO
 
 DEFAULT_PORT = 4599  # beside LocalStack's 4566, so both can run
 STOP_GRACE = 0.5  # seconds for handler calls under way when serve stops
@@ -38,32 +38,42 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="allow cover URLs on 127.0.0.1/localhost (local covers only, never deployed)",
     )
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=None,
+        metavar="N",
+        help="collage tasks run at once (the render function's concurrency; default: CPU count)",
+    )
     parser.add_argument("--verbose", action="store_true", help="log every request and handler")
 
 
 def run(args: argparse.Namespace) -> int:
     from collage_tools.emulator import STACK, running_stack
 
+    try:  # moto's server thread would wait forever on a port it cannot bind: check first
+        with socket.create_server(("127.0.0.1", args.port)):
+            pass
+    except OSError as error:
+        print(f"collage serve: port {args.port}: {error.strerror or error}", file=sys.stderr)
+        return 1
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     announce = sys.stdout  # before running_stack takes stdout from the handlers
-    with running_stack(allow_loopback=args.allow_loopback, verbose=args.verbose) as local:
-        try:
-            server = _start_server(args.port, args.verbose)
-        except OSError as error:
-            print(f"collage serve: port {args.port}: {error.strerror or error}", file=sys.stderr)
-            return 1
-        try:
-            host, bound = server.get_host_and_port()
-            _announce(announce, f"http://{host}:{bound}", STACK, local.outputs())
-            with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is the way to stop
-                # In slices: Python runs a signal's handler in the main thread only, and the
-                # kernel may deliver SIGINT to any of the stack's threads, which leaves an
-                # untimed wait asleep (serve then ignored Ctrl-C with runs under way).
-                while not stopping.wait(SIGNAL_POLL):
-                    pass
-        finally:
-            server.stop()
+    # The stack's own server (the one its Lambda workers call) is the endpoint clients use.
+    with running_stack(
+        allow_loopback=args.allow_loopback,
+        verbose=args.verbose,
+        port=args.port,
+        render_concurrency=args.concurrency,
+    ) as local:
+        _announce(announce, local.endpoint, STACK, local.outputs())
+        with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is the way to stop
+            # In slices: Python runs a signal's handler in the main thread only, and the
+            # kernel may deliver SIGINT to any of the stack's threads, which leaves an
+            # untimed wait asleep (serve then ignored Ctrl-C with runs under way).
+            while not stopping.wait(SIGNAL_POLL):
+                pass
         stopped = local.stop_runs(STOP_GRACE)
         runs = f" ({stopped} runs under way stopped)" if stopped else ""
         print(
@@ -75,23 +85,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _exit_now(status: int) -> None:
-    """End the process without joining the worker threads of stopped runs (thread pools are
-    joined at exit, and a pool still downloading covers would hold the exit for many seconds).
-    Nothing is lost: the stack's state lived in this process only."""
+    """End the process without joining the threads of stopped runs (thread pools are joined at
+    exit, and one still waiting on a cover would hold the exit for many seconds). Nothing is
+    lost: the stack's state lived in this process only, and stop_runs ended its workers."""
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(status)
-
-
-def _start_server(port: int, verbose: bool) -> Any:
-    """moto's server on 127.0.0.1, over the same in-process backends as the local stack."""
-    from moto.server import ThreadedMotoServer
-
-    if not verbose:
-        logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=verbose)
-    server.start()
-    return server
 
 
 def _announce(out: TextIO, endpoint: str, stack: str, outputs: dict[str, str]) -> None:

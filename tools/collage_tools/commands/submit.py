@@ -10,6 +10,7 @@ succeeded, 1 when it failed or could not be found (the reason on stderr), 2 for 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -90,7 +91,11 @@ def poll_interval(args: argparse.Namespace) -> float:
 
 
 def follow_to_summary(
-    stack: Any, execution: str, args: argparse.Namespace, out: TextIO | None = None
+    stack: Any,
+    execution: str,
+    args: argparse.Namespace,
+    out: TextIO | None = None,
+    earlier: int = 0,
 ) -> int:
     """Follow the execution with a progress line, print the summary (on `out`, default
     stdout), fetch what was asked."""
@@ -99,9 +104,13 @@ def follow_to_summary(
 
     say(f"execution {execution.rsplit(':', 1)[-1]} ({execution})")
     progress = ProgressLine(sys.stderr)
+
+    def show(snapshot: Any) -> None:
+        progress.show(dataclasses.replace(snapshot, earlier=earlier))
+
     try:
         described = stack_client.follow(
-            stack, execution, progress.show, poll=poll_interval(args), timeout=args.timeout
+            stack, execution, show, poll=poll_interval(args), timeout=args.timeout
         )
     except stack_client.StackError as error:
         progress.close(str(error))

@@ -1,0 +1,56 @@
+"""Handlers for the local Lambda runtime's tests, built as the project's are (make_handler).
+
+`behaving` does what its event asks: answer, sleep, hold memory, raise, or exit the process.
+`slow_render` is the real collage task, except that a creator named in SLOW_CREATORS sleeps
+past any timeout first (a handler made to overrun its Lambda timeout).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+SLOW_CREATORS = "COLLAGE_TEST_SLOW_CREATORS"
+
+
+def make_handler(runtime: Any) -> Any:
+    held: list[bytearray] = []
+
+    def handler(event: dict[str, Any], context: Any) -> Any:
+        action = event.get("do", "answer")
+        if action == "sleep":
+            time.sleep(float(event["seconds"]))
+        elif action == "hold":  # touch every page, so it is resident
+            held.append(bytearray(os.urandom(1)) * (int(event["mb"]) * 1024 * 1024))
+        elif action == "spike":  # allocate and free before answering
+            block = bytearray(int(event["mb"]) * 1024 * 1024)
+            for offset in range(0, len(block), 4096):
+                block[offset] = 1
+            del block
+        elif action == "raise":
+            raise ValueError(event.get("message", "asked to fail"))
+        elif action == "exit":
+            os._exit(int(event.get("code", 3)))
+        return {
+            "pid": os.getpid(),
+            "remaining_ms": context.get_remaining_time_in_millis(),
+            "memory": context.memory_limit_in_mb,
+            "echo": event.get("echo"),
+        }
+
+    return handler
+
+
+def make_slow_render(runtime: Any) -> Any:
+    from collage.handlers import render
+
+    real = render.make_handler(runtime)
+    slow = set(filter(None, os.environ.get(SLOW_CREATORS, "").split(",")))
+
+    def handler(event: dict[str, Any], context: Any) -> Any:
+        if event.get("item", {}).get("creator") in slow:
+            time.sleep(3600)
+        return real(event, context)
+
+    return handler
