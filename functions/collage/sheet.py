@@ -15,6 +15,7 @@ pages' Content-Security-Policy refuses scripts altogether (a second wall behind 
 
 from __future__ import annotations
 
+import os
 import posixpath
 import tempfile
 from collections.abc import Iterator, Mapping
@@ -23,7 +24,9 @@ from html import escape
 from typing import IO, Any
 from urllib.parse import quote
 
-PAGE_SIZE = 200  # entries (problem listings and thumbnails) a page; ~1 MB of thumbnails
+# Entries (problem listings and thumbnails) a page: ~1 MB of thumbnails. The aggregate function's
+# COLLAGE_SHEET_PAGE_SIZE overrides it (the local stack's workers inherit it, as tests use).
+PAGE_SIZE = int(os.environ.get("COLLAGE_SHEET_PAGE_SIZE") or 200)
 ROW_ISSUES_SHOWN = 1000  # of the report's listed row issues, on page 1
 SPOOL_BYTES = 1 << 20  # a page is built in memory up to this, on disk beyond
 

@@ -120,6 +120,8 @@ def no_dialog(driver: Any) -> bool:
 def test_the_contact_sheet_shows_a_run_in_a_real_browser(
     tmp_path, covers, cover_server, capsys, monkeypatch, browser
 ):
+    # The aggregate runs in a worker process of the local Lambda runtime, which inherits this.
+    monkeypatch.setenv("COLLAGE_SHEET_PAGE_SIZE", str(PAGE_SIZE))
     monkeypatch.setattr("collage.sheet.PAGE_SIZE", PAGE_SIZE)
     sheet = run_to_disk(tmp_path, covers, cover_server, capsys)
     report = json.loads(sheet.with_suffix(".json").read_text())
