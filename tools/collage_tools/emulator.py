@@ -529,7 +529,7 @@ class LocalStack:
             self._closing = True
             self._idle.wait_for(lambda: self._calls == 0, timeout=grace)
         if self.runtime is not None:
-            self.runtime.stop()  # its workers are processes: none may outlive the stack
+            self.runtime.kill()  # its workers are processes: none may outlive the stack
         return running
 
     def client(self, service: str) -> Any:

@@ -186,8 +186,8 @@ LOG = logging.getLogger("collage.lambda")
 def forward_logs(stream: Any, function: str, verbose: bool, logged: threading.Event) -> None:
     """What CloudWatch Logs is to Lambda: each line a worker writes on stderr. The handlers'
     JSON log lines become records of the `collage.lambda` logger (with their keys, such as
-    `reason`, as attributes), metric lines are dropped, anything else is shown with
-    `verbose`."""
+    `reason`, as attributes), metric lines are dropped; with `verbose` every other line is
+    also shown on stderr as written."""
     for raw in iter(stream.readline, b""):
         line = raw.decode("utf-8", "replace").rstrip("\n")
         if line.startswith(END_OF_LOGS):
@@ -201,6 +201,8 @@ def forward_logs(stream: Any, function: str, verbose: bool, logged: threading.Ev
             if verbose and (document is None or "_aws" not in document):
                 sys.stderr.write(line + "\n")
             continue
+        if verbose:  # --verbose shows every handler's log line as the function wrote it
+            sys.stderr.write(line + "\n")
         level = logging.getLevelName(str(document.get("level", "INFO")).upper())
         extra = {k: v for k, v in document.items() if k not in _RECORD_FIELDS}
         extra["function"] = function
@@ -292,6 +294,23 @@ class LambdaRuntime:
         for worker in busy:
             with contextlib.suppress(Exception):
                 worker.process.wait(timeout=5)
+
+    def kill(self) -> None:
+        """End every worker at once, busy or idle: the process ends next (collage serve's
+        Ctrl-C), so nothing is owed a graceful stop. stop() takes seconds a worker."""
+        self._stopping.set()
+        with self._busy_lock:
+            workers = list(self._busy)
+        for function in self.functions.values():
+            with function.lock:
+                workers += function.idle
+                function.idle = []
+        for worker in workers:
+            with contextlib.suppress(OSError):
+                worker.process.kill()
+        for worker in workers:
+            with contextlib.suppress(Exception):
+                worker.process.wait(timeout=2)
 
     def spec(self, name: str) -> FunctionSpec:
         return self.functions[name].spec

@@ -103,10 +103,9 @@ def run(args: argparse.Namespace) -> int:
             return 1
         if args.csv:
             _remember(work, args.csv, local.triggers.events, execution)
-        status = follow_to_summary(stack, execution, args, out=summary_out, earlier=earlier)
-    written = [p for p in out.rglob("*") if p.is_file() and WORK_FOLDER not in p.parts]
-    say(f"{len(written)} objects written under {args.out}")
-    return status
+        return follow_to_summary(
+            stack, execution, args, out=summary_out, earlier=earlier, output_dir=args.out
+        )
 
 
 def _digest(path: Path) -> str:

@@ -96,9 +96,11 @@ def follow_to_summary(
     args: argparse.Namespace,
     out: TextIO | None = None,
     earlier: int = 0,
+    output_dir: Path | None = None,
 ) -> int:
     """Follow the execution with a progress line, print the summary (on `out`, default
-    stdout), fetch what was asked."""
+    stdout), fetch what was asked. `output_dir`: where the output bucket already is on disk
+    (`collage run --out`), so nothing is downloaded; its count and the sheet's path are said."""
     from collage_tools import stack_client
     from collage_tools.progress import ProgressLine
 
@@ -121,11 +123,19 @@ def follow_to_summary(
     if args.download:
         written = stack_client.download_run(stack, summary, args.download)
         say(f"{len(written)} objects written under {args.download}")
+    elif output_dir is not None:
+        written = [p for p in output_dir.rglob("*") if p.is_file() and not _hidden(p, output_dir)]
+        say(f"{len(written)} objects written under {output_dir}")
     problem = stack_client.outcome(described, summary)
     if problem:
         say(problem)
-    show_sheet(summary, args.download, args.open)
+    show_sheet(summary, args.download or output_dir, args.open)
     return 1 if problem else 0
+
+
+def _hidden(path: Path, folder: Path) -> bool:
+    """Under a dot-folder of `folder` (collage run's working files are in .collage/)."""
+    return any(part.startswith(".") for part in path.relative_to(folder).parts[:-1])
 
 
 def show_sheet(summary: dict[str, Any], directory: Path | None, open_it: bool) -> None:
