@@ -372,7 +372,7 @@ class LocalStack:
             name = f"{STACK}-{logical}"
             response = self.client("lambda").create_function(
                 FunctionName=name,
-                Runtime=globals_.get("Runtime", "python3.11"),
+                Runtime=globals_.get("Runtime", "python3.13"),
                 Role=role,
                 Handler=props["Handler"],
                 Code={"ZipFile": archive.getvalue()},
