@@ -57,6 +57,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--timeout", type=float, default=24 * 3600.0, help="seconds to wait for the run"
     )
+    add_concurrency_argument(parser)
+    parser.add_argument("--verbose", action="store_true", help="show the handlers' INFO logs")
+    add_open_argument(parser)
+
+
+def add_concurrency_argument(parser: argparse.ArgumentParser) -> None:
+    """--concurrency: the local stack's render concurrency (collage run and collage serve)."""
     parser.add_argument(
         "--concurrency",
         type=int,
@@ -64,8 +71,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="collage tasks run at once (the render function's concurrency; default: CPU count)",
     )
-    parser.add_argument("--verbose", action="store_true", help="show the handlers' INFO logs")
-    add_open_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:

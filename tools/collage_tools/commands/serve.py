@@ -27,6 +27,8 @@ SIGNAL_POLL = 0.2  # seconds the main thread sleeps between looks at pending sig
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from collage_tools.commands.run import add_concurrency_argument
+
     parser.add_argument(
         "--port",
         type=int,
@@ -38,13 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="allow cover URLs on 127.0.0.1/localhost (local covers only, never deployed)",
     )
-    parser.add_argument(
-        "--concurrency",
-        type=int,
-        default=None,
-        metavar="N",
-        help="collage tasks run at once (the render function's concurrency; default: CPU count)",
-    )
+    add_concurrency_argument(parser)
     parser.add_argument("--verbose", action="store_true", help="log every request and handler")
 
 
