@@ -127,8 +127,8 @@ run = {"id": "r", "trigger": "s3", "source_bucket": "in", "source_key": "csv-fil
 event = AggregateEvent(run=run, split={"items_key": "runs/r/items.json", **split})
 store = LocalStore()
 summary = finish_run(event, store, input_bucket="in", output_bucket="out", temp_bucket="temp")
-print(json.dumps({"creators": summary["creators"]["total"],
-                  "partial": summary["creators"]["partial"],
+print(json.dumps({"creators": summary.creators.total,
+                  "partial": summary.creators.partial,
                   "report_mb": store.written[".json"] / 1e6,
                   "sheet_mb": store.written[".html"] / 1e6, "sheet_pages": store.pages}))
 """

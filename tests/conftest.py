@@ -10,6 +10,13 @@ os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 os.environ.setdefault("SAM_CLI_TELEMETRY", "0")
 # The template sets it for every function; handlers imported by a test need it too.
 os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "TikTokCoverCollage")
+# And the names each handler module checks at import (its Environment): a test wires the
+# handler it calls with a Runtime of its own, so these placeholders are never used.
+for _name in ("INPUT_BUCKET", "OUTPUT_BUCKET", "TEMP_BUCKET"):
+    os.environ.setdefault(_name, f"unused-{_name.lower().replace('_', '-')}")
+os.environ.setdefault(
+    "STATE_MACHINE_ARN", "arn:aws:states:us-east-1:123456789012:stateMachine:unused"
+)
 
 SMALL_COVER = (216, 384)  # one tile: fast to make and to decode
 

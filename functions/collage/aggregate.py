@@ -21,31 +21,30 @@ from datetime import UTC, datetime
 from itertools import islice
 from typing import IO, Any
 
+from pydantic import BaseModel, Field
+
 from collage.aws import Store, is_changed, is_missing
-from collage.collage_task import failed_record
-from collage.contracts import AggregateEvent, Run, SplitResult, StepError
-from collage.errors import retried_when_transient
-from collage.runs import (
-    ARCHIVE_PREFIX,
-    FAILED_PREFIX,
-    parked_key,
-    source_copy_key,
-    superseded_key,
+from collage.contracts import (
+    AggregateEvent,
+    CoverTotals,
+    CreatorResult,
+    CreatorTotals,
+    RowTotals,
+    Run,
+    RunError,
+    RunStatus,
+    RunSummary,
+    RunTotals,
+    SplitResult,
+    StepError,
 )
+from collage.errors import retried_when_transient
+from collage.layout import RunLayout
 from collage.sheet import ContactSheet
 
 READ_WORKERS = 32  # result records are small: many in flight keeps a 50k-creator run quick
 WINDOW = 1024  # creators whose records are read before they are written out
 SUMMARY_ROW_ISSUES = 10  # in the execution output (and so on stdout of collage run / submit)
-
-
-def report_key(run: Run) -> str:
-    return f"{run.output_prefix}report_{run.timestamp}.json"
-
-
-def sheet_key(run: Run) -> str:
-    """The contact sheet's first page, beside the report: `report_TIMESTAMP.html`."""
-    return report_key(run).removesuffix(".json") + ".html"
 
 
 def park_csv(
@@ -60,7 +59,7 @@ def park_csv(
     """
     from botocore.exceptions import ClientError
 
-    copy = source_copy_key(run)
+    copy = RunLayout(run).source_copy
     if store.head_object(temp_bucket, copy) is not None:
         store.copy_object(temp_bucket, copy, input_bucket, parked)
     else:
@@ -98,25 +97,36 @@ def map_failures(store: Store, map_result: Mapping[str, Any] | None) -> dict[str
     On AWS the manifest lists FAILED_n.json files, each an array of failed children with their
     `Input` (a JSON string), `Error` and `Cause`. The local emulator writes no such files.
     """
-    details = (map_result or {}).get("ResultWriterDetails") or {}
-    if not details.get("Bucket") or not details.get("Key"):
-        return {}
-    manifest = store.get_json(details["Bucket"], details["Key"]) or {}
-    bucket = manifest.get("DestinationBucket") or details["Bucket"]
     reasons: dict[str, str] = {}
-    for result_file in (manifest.get("ResultFiles") or {}).get("FAILED") or []:
-        for child in store.get_json(bucket, result_file["Key"]) or []:
-            try:
-                name = json.loads(child.get("Input") or "{}")["item"]["name"]
-            except (TypeError, ValueError, KeyError):
-                continue
-            reasons[name] = (
-                describe_error(
-                    StepError(Error=child.get("Error") or "Error", Cause=child.get("Cause"))
-                )
-                or "the map child failed"
-            )
+    for child in _failed_children(store, map_result):
+        try:
+            name = json.loads(child.get("Input") or "{}")["item"]["name"]
+        except (TypeError, ValueError, KeyError):
+            continue
+        error = StepError(Error=child.get("Error") or "Error", Cause=child.get("Cause"))
+        reasons[name] = describe_error(error) or "the map child failed"
     return reasons
+
+
+class _ResultFile(BaseModel):
+    Key: str
+
+
+class _ResultManifest(BaseModel):
+    """The Distributed Map's ResultWriter manifest (only what is read of it)."""
+
+    DestinationBucket: str | None = None
+    ResultFiles: dict[str, list[_ResultFile]] = Field(default_factory=dict)
+
+
+def _failed_children(store: Store, map_result: Mapping[str, Any] | None) -> Iterator[Any]:
+    details = (map_result or {}).get("ResultWriterDetails") or {}
+    bucket, key = details.get("Bucket"), details.get("Key")
+    if not (bucket and key):
+        return
+    manifest = _ResultManifest.model_validate(store.get_json(bucket, key) or {})
+    for result_file in manifest.ResultFiles.get("FAILED", []):
+        yield from store.get_json(manifest.DestinationBucket or bucket, result_file.Key) or []
 
 
 def creator_records(
@@ -125,24 +135,37 @@ def creator_records(
     run: Run,
     missing_reason: str,
     map_result: Mapping[str, Any] | None = None,
-) -> Iterator[dict[str, Any]]:
-    """One record per creator the split listed, in CSV order, read WINDOW at a time (memory
+) -> Iterator[CreatorResult]:
+    """One result per creator the split listed, in CSV order, read WINDOW at a time (memory
     stays at a window however many creators); a creator without a result record is failed
     with the reason its map child failed (when known) or `missing_reason`."""
-    lines = store.iter_lines(temp_bucket, f"{run.temp_prefix}creators.jsonl")
+    keys = RunLayout(run)
+    lines = store.iter_lines(temp_bucket, keys.creators)
     reasons: dict[str, str] | None = None
 
-    def load(entry: list[str]) -> dict[str, Any] | None:
-        return store.get_json(temp_bucket, f"{run.temp_prefix}results/{entry[1]}.json")
+    def load(entry: list[str]) -> Any:
+        return store.get_json(temp_bucket, keys.result(entry[1]))
 
     with ThreadPoolExecutor(READ_WORKERS) as pool:
         while window := [json.loads(line) for line in islice(lines, WINDOW)]:
             for (creator, name), record in zip(window, pool.map(load, window), strict=True):
                 if record is None and reasons is None:
                     reasons = map_failures(store, map_result)
-                yield record or failed_record(
-                    creator, name, (reasons or {}).get(name, missing_reason)
-                )
+                reason = (reasons or {}).get(name, missing_reason)
+                yield _result(record, creator, name, reason)
+
+
+def _result(record: Any, creator: str, name: str, missing_reason: str) -> CreatorResult:
+    """The creator's result from its record; failed when there is none or it is unreadable."""
+    from pydantic import ValidationError
+
+    if record is None:
+        return CreatorResult.failed(creator, name, missing_reason)
+    try:
+        return CreatorResult.model_validate(record)
+    except ValidationError as error:
+        reason = f"its result record is unreadable: {error.errors()[0]['msg']}"
+        return CreatorResult.failed(creator, name, reason)
 
 
 class Totals:
@@ -154,34 +177,38 @@ class Totals:
         self.covers: Counter[str] = Counter()
         self.collages = 0
 
-    def add(self, record: Mapping[str, Any]) -> None:
-        self.statuses[record["status"]] += 1
-        for field in ("covers_ok", "covers_failed", "covers_cut", "bytes_downloaded"):
-            self.covers[field] += record.get(field, 0)
-        self.collages += len(record.get("collages", []))
+    def add(self, result: CreatorResult) -> None:
+        self.statuses[result.status] += 1
+        self.covers.update(
+            ok=result.covers_ok,
+            failed=result.covers_failed,
+            cut=result.covers_cut,
+            bytes=result.bytes_downloaded,
+        )
+        self.collages += len(result.collages)
 
-    def to_dict(self) -> dict[str, Any]:
+    def totals(self) -> RunTotals:
         split, statuses, covers = self.split, self.statuses, self.covers
-        return {
-            "creators": {
-                "total": statuses.total(),
-                "succeeded": statuses["ok"],
-                "partial": statuses["partial"],
-                "failed": statuses["failed"],
-            },
-            "covers": {
-                "downloaded": covers["covers_ok"],
-                "failed": covers["covers_failed"],
-                "cut": covers["covers_cut"],
-                "bytes": covers["bytes_downloaded"],
-            },
-            "collages": self.collages,
-            "rows": {
-                "used": split.rows if split else 0,
-                "rejected": split.rows_rejected if split else 0,
-                "warnings": split.row_warnings if split else 0,
-            },
-        }
+        return RunTotals(
+            creators=CreatorTotals(
+                total=statuses.total(),
+                succeeded=statuses["ok"],
+                partial=statuses["partial"],
+                failed=statuses["failed"],
+            ),
+            covers=CoverTotals(
+                downloaded=covers["ok"],
+                failed=covers["failed"],
+                cut=covers["cut"],
+                bytes=covers["bytes"],
+            ),
+            collages=self.collages,
+            rows=RowTotals(
+                used=split.rows if split else 0,
+                rejected=split.rows_rejected if split else 0,
+                warnings=split.row_warnings if split else 0,
+            ),
+        )
 
 
 @retried_when_transient
@@ -192,7 +219,7 @@ def finish_run(
     input_bucket: str,
     output_bucket: str,
     temp_bucket: str,
-) -> dict[str, Any]:
+) -> RunSummary:
     """Write the report, park the CSV, and return the concise run summary (the execution output).
 
     A stage that failed as a whole (the split, or the map) fails the run; without such an
@@ -200,99 +227,120 @@ def finish_run(
     Raises TransientError when S3 is failing (the state machine retries the step).
     """
     run, split = request.run, request.split
+    keys = RunLayout(run)
     totals = Totals(split)
     with (
         tempfile.TemporaryFile() as creators,  # the records, written as they are read
-        ContactSheet(sheet_key(run), report_key(run)) as sheet,
+        ContactSheet(keys) as sheet,
     ):
         if split:
             reason = describe_error(request.failure()[0])
             missing = reason or "the collage task did not record a result"
-            for record in creator_records(store, temp_bucket, run, missing, request.map_result):
+            for result in creator_records(store, temp_bucket, run, missing, request.map_result):
                 creators.write(b",\n" if totals.statuses else b"\n")
-                creators.write(json.dumps(record, ensure_ascii=False, default=str).encode())
-                totals.add(record)
-                sheet.add(record)
+                creators.write(_record_json(result))
+                totals.add(result)
+                sheet.add(result)
         creators.seek(0)
-        buckets = (input_bucket, output_bucket, temp_bucket)
-        return _report(request, totals, creators, sheet, store, *buckets)
+        report = RunReport(
+            request, totals.totals(), store, (input_bucket, output_bucket, temp_bucket)
+        )
+        return report.write(creators, sheet)
 
 
-def _report(
-    request: AggregateEvent,
-    totals: Totals,
-    creators: IO[bytes],
-    sheet: ContactSheet,
-    store: Store,
-    input_bucket: str,
-    output_bucket: str,
-    temp_bucket: str,
-) -> dict[str, Any]:
-    run, split = request.run, request.split
-    error, failed_stage = request.failure()
-    reason = describe_error(error)
-    row_issues = store.get_json(temp_bucket, f"{run.temp_prefix}row-issues.json") or []
-    unlisted = split.row_issues_unlisted if split else 0
-    all_issues = None
-    if unlisted:  # too many to list in the report: the full list goes next to it
-        all_issues = report_key(run).removesuffix(".json") + "_row_issues.jsonl"
-        source = f"{run.temp_prefix}row-issues.jsonl"
-        store.copy_object(temp_bucket, source, output_bucket, all_issues)
-    status = "failed" if error else "succeeded"
-    run_totals = totals.to_dict()
-    problems = (
-        run_totals["creators"]["failed"]
-        + run_totals["covers"]["failed"]
-        + run_totals["rows"]["rejected"]  # every rejected row is a cover that is not there
-    )
-    if status == "succeeded" and problems:
-        status = "completed_with_failures"
+def _record_json(result: CreatorResult) -> bytes:
+    return json.dumps(result.model_dump(mode="json"), ensure_ascii=False).encode()
 
-    superseded = None if error else store.get_json(temp_bucket, superseded_key(run))
-    parked = None
-    if superseded:
-        status = "superseded"
-    else:
-        park_prefix = FAILED_PREFIX if error else ARCHIVE_PREFIX
-        target = parked_key(park_prefix, run.source_key, run.timestamp)
-        parked = park_csv(store, run, temp_bucket, input_bucket, target)
 
-    report = {
-        "run_id": run.id,
-        "status": status,
-        "error": {"stage": failed_stage, "reason": reason} if error else None,
-        "superseded": superseded["reason"] if superseded else None,
-        "trigger": run.trigger,
-        "source": f"s3://{run.source_bucket}/{run.source_key}",
-        "csv": f"s3://{input_bucket}/{parked}" if parked else None,
-        "timestamp": run.timestamp,
-        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "config": request.config.to_dict() if request.config else {},
-        "totals": run_totals,
-        "row_issues": row_issues,  # by line; the first ones when there are very many
-        "row_issues_unlisted": unlisted,
-        "row_issues_all": f"s3://{output_bucket}/{all_issues}" if all_issues else None,
-    }
-    key = report_key(run)
-    head = json.dumps(report, ensure_ascii=False, indent=1, default=str)[: -len("\n}")]
-    parts = [io.BytesIO(f'{head},\n "creators": ['.encode()), creators, io.BytesIO(b"\n]}\n")]
-    store.upload_stream(parts, output_bucket, key, "application/json")
-    for page_key, page in sheet.pages(report):  # after the report: its figures, its link
-        store.upload_stream([page], output_bucket, page_key, "text/html; charset=utf-8")
-    if error and parked:
-        store.put_json(input_bucket, parked[: -len(".csv")] + ".error.json", report["error"])
+class RunReport:
+    """The run's report: its status, where its CSV went, its row issues, its totals."""
 
-    return {
-        "run_id": run.id,
-        "status": status,
-        "error": report["error"],
-        "superseded": report["superseded"],
-        **run_totals,
-        # The first row issues, each with its line, column and quoted value (at most 200
-        # characters each, so the summary stays far below Step Functions' 256 KiB).
-        "row_issues_first": row_issues[:SUMMARY_ROW_ISSUES],
-        "collages_at": f"s3://{output_bucket}/{run.output_prefix}",
-        "report": f"s3://{output_bucket}/{key}",
-        "sheet": f"s3://{output_bucket}/{sheet.key}",
-        "csv": report["csv"],
-    }
+    def __init__(
+        self,
+        request: AggregateEvent,
+        totals: RunTotals,
+        store: Store,
+        buckets: tuple[str, str, str],
+    ) -> None:
+        self.request, self.totals, self.store = request, totals, store
+        self.input_bucket, self.output_bucket, self.temp_bucket = buckets
+        self.run = request.run
+        self.keys = RunLayout(self.run)
+        error, stage = request.failure()
+        self.error = RunError(stage=stage, reason=describe_error(error)) if stage else None
+
+    def write(self, creators: IO[bytes], sheet: ContactSheet) -> RunSummary:
+        """Park the CSV, upload the report (the records streamed from `creators`) and the
+        contact sheet's pages; return the run's summary."""
+        run, keys, out = self.run, self.keys, self.output_bucket
+        row_issues = self.store.get_json(self.temp_bucket, keys.row_issues) or []
+        all_issues = self._copy_all_row_issues()
+        superseded = self._superseded()
+        parked = None if superseded else self._park()
+        status = self._status(superseded)
+        report = {
+            "run_id": run.id,
+            "status": status,
+            "error": self.error.model_dump() if self.error else None,
+            "superseded": superseded,
+            "trigger": run.trigger,
+            "source": f"s3://{run.source_bucket}/{run.source_key}",
+            "csv": f"s3://{self.input_bucket}/{parked}" if parked else None,
+            "timestamp": run.timestamp,
+            "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "config": self.request.config.to_dict() if self.request.config else {},
+            "totals": self.totals.model_dump(),
+            "row_issues": row_issues,  # by line; the first ones when there are very many
+            "row_issues_unlisted": self._unlisted(),
+            "row_issues_all": f"s3://{out}/{all_issues}" if all_issues else None,
+        }
+        head = json.dumps(report, ensure_ascii=False, indent=1, default=str)[: -len("\n}")]
+        parts = [io.BytesIO(f'{head},\n "creators": ['.encode()), creators, io.BytesIO(b"\n]}\n")]
+        self.store.upload_stream(parts, out, keys.report, "application/json")
+        for page_key, page in sheet.pages(report):  # after the report: its figures, its link
+            self.store.upload_stream([page], out, page_key, "text/html; charset=utf-8")
+        if self.error and parked:
+            self.store.put_json(self.input_bucket, keys.error_note(parked), report["error"])
+        return RunSummary(
+            run_id=run.id,
+            status=status,
+            error=self.error,
+            superseded=superseded,
+            **self.totals.model_dump(),
+            row_issues_first=row_issues[:SUMMARY_ROW_ISSUES],
+            collages_at=f"s3://{out}/{run.output_prefix}",
+            report=f"s3://{out}/{keys.report}",
+            sheet=f"s3://{out}/{keys.sheet_page(1)}",
+            csv=report["csv"],
+        )
+
+    def _unlisted(self) -> int:
+        split = self.request.split
+        return split.row_issues_unlisted if split else 0
+
+    def _copy_all_row_issues(self) -> str | None:
+        """Too many row issues to list in the report: the full list goes next to it."""
+        if not self._unlisted():
+            return None
+        target = self.keys.report_row_issues
+        self.store.copy_object(
+            self.temp_bucket, self.keys.all_row_issues, self.output_bucket, target
+        )
+        return target
+
+    def _superseded(self) -> str | None:
+        if self.error:
+            return None
+        marker = self.store.get_json(self.temp_bucket, self.keys.superseded)
+        return marker["reason"] if marker else None
+
+    def _park(self) -> str | None:
+        target = self.keys.parked(failed=self.error is not None)
+        return park_csv(self.store, self.run, self.temp_bucket, self.input_bucket, target)
+
+    def _status(self, superseded: str | None) -> RunStatus:
+        if self.error:
+            return "failed"
+        if superseded:
+            return "superseded"
+        return "completed_with_failures" if self.totals.problems else "succeeded"

@@ -6,45 +6,31 @@ idempotent: a retried or redriven task whose creator already has a result does n
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
 from collage.aws import Store
-from collage.contracts import CreatorSummary, MapItem, RenderEvent, Run
+from collage.contracts import (
+    CoverFailure,
+    CreatorResult,
+    CreatorStatus,
+    MapItem,
+    RenderEvent,
+)
 from collage.engine.fetch_policy import FetchPolicy
 from collage.engine.url_guard import AddressGuard, scrub_url
 from collage.errors import TransientError, is_transient
+from collage.layout import RunLayout
 from collage.naming import safe_segment
 
-DONE_STATUSES = ("ok", "partial")
 THUMBNAIL_WIDTH = 216  # pixels: the run's contact sheet shows page 1 this wide (5-15 KB)
-THUMBNAILS = "thumbs/"  # beside the collages; no creator's key segment holds a "/"
 
 
-def collage_keys(output_prefix: str, name: str, timestamp: str, pages: int) -> list[str]:
-    """`alice_20250119T103000Z.jpg`, then `alice_20250119T103000Z_p2.jpg`, ... for extra pages."""
-    stem = f"{output_prefix}{name}_{timestamp}"
-    return [f"{stem}.jpg" if page == 1 else f"{stem}_p{page}.jpg" for page in range(1, pages + 1)]
-
-
-def thumbnail_key(output_prefix: str, name: str, timestamp: str) -> str:
-    """`thumbs/alice_20250119T103000Z.jpg` beside the collages: page 1, small."""
-    return f"{output_prefix}{THUMBNAILS}{name}_{timestamp}.jpg"
-
-
-def result_key(run: Run, name: str) -> str:
-    return f"{run.temp_prefix}results/{name}.json"
-
-
-def summarise(record: Mapping[str, Any]) -> CreatorSummary:
-    """The small value a map child returns (the full record stays in S3)."""
-    return CreatorSummary(
-        creator=record["creator"],
-        status=record["status"],
-        collages=len(record["collages"]),
-        covers_failed=record["covers_failed"],
-    )
+@dataclass(frozen=True)
+class CreatorOutcome:
+    result: CreatorResult
+    skipped: bool = False  # an earlier attempt had done it: nothing was rendered now
 
 
 def process_creator(
@@ -55,45 +41,27 @@ def process_creator(
     temp_bucket: str,
     address_guard: AddressGuard,
     deadline: float | None = None,
-) -> dict[str, Any]:
-    """Render and store one creator's collage; return the full result record."""
+) -> CreatorOutcome:
+    """Render and store one creator's collage and its result record."""
     item = request.item
     name = item.name or safe_segment(item.creator)
-    record_key = result_key(request.run, name)
+    record_key = RunLayout(request.run).result(name)
     previous = store.get_json(temp_bucket, record_key)
-    if previous and previous.get("status") in DONE_STATUSES:
-        return {**previous, "skipped": True}
+    if previous:
+        earlier = CreatorResult.model_validate(previous)
+        if earlier.done:
+            return CreatorOutcome(earlier, skipped=True)
 
     try:
         policy = FetchPolicy.from_config(request.config, address_guard)
-        record = _render_and_store(request, name, store, output_bucket, policy, deadline)
+        result = _render_and_store(request, name, store, output_bucket, policy, deadline)
     except Exception as error:
         if is_transient(error):
             raise TransientError(f"{type(error).__name__}: {error}") from error
         # A bug or an unexpected input: recorded for the report, not retried.
-        record = failed_record(item.creator, name, f"{type(error).__name__}: {error}")
-    store.put_json(temp_bucket, record_key, record)
-    return record
-
-
-def failed_record(creator: str, name: str, reason: str) -> dict[str, Any]:
-    """The result record of a creator without a collage (also used by the aggregator)."""
-    return {
-        "creator": creator,
-        "name": name,
-        "status": "failed",
-        "error": reason,
-        "collages": [],
-        "thumbnail": None,
-        "covers": 0,
-        "covers_ok": 0,
-        "covers_failed": 0,
-        "covers_cut": 0,
-        "failures": [],
-        "bytes_downloaded": 0,
-        "download_seconds": 0.0,
-        "render_seconds": 0.0,
-    }
+        result = CreatorResult.failed(item.creator, name, f"{type(error).__name__}: {error}")
+    store.put_json(temp_bucket, record_key, result.model_dump(mode="json"))
+    return CreatorOutcome(result)
 
 
 def _render_and_store(
@@ -103,10 +71,10 @@ def _render_and_store(
     output_bucket: str,
     policy: FetchPolicy,
     deadline: float | None,
-) -> dict[str, Any]:
+) -> CreatorResult:
     item, run, config = request.item, request.run, request.config
-    # Imported here, not at the top: the aggregate step imports this module for
-    # failed_record and carries no Pillow.
+    # Imported here, not at the top: the aggregate step imports the contracts and carries no
+    # Pillow; neither does a test of this module's bookkeeping.
     from collage.engine.pipeline import build_collage
     from collage.engine.render import Layout
 
@@ -118,44 +86,40 @@ def _render_and_store(
         deadline=deadline,
         thumbnail_width=THUMBNAIL_WIDTH,
     )
-    keys = collage_keys(run.output_prefix, name, run.timestamp, len(result.pages))
+    keys = RunLayout(run)
+    collages = keys.collages(name, len(result.pages))
     metadata = {"run-id": run.id, "creator": quote(name)}
-    for key, page in zip(keys, result.pages, strict=True):
+    for key, page in zip(collages, result.pages, strict=True):
         store.put_bytes(output_bucket, key, page, "image/jpeg", Metadata=metadata)
     thumbnail = None
     if result.thumbnail is not None:
-        thumbnail = thumbnail_key(run.output_prefix, name, run.timestamp)
+        thumbnail = keys.thumbnail(name)
         store.put_bytes(output_bucket, thumbnail, result.thumbnail, "image/jpeg", Metadata=metadata)
     failures = [_failure(item, outcome) for outcome in result.failed]
-    if not result.pages:
-        status = "failed"
-    elif failures:
-        status = "partial"
-    else:
-        status = "ok"
-    return {
-        "creator": item.creator,
-        "name": name,
-        "status": status,
-        "error": "no cover could be rendered" if status == "failed" else None,
-        "collages": keys,
-        "thumbnail": thumbnail,
-        "covers": len(item.urls),
-        "covers_ok": len(item.urls) - len(failures),
-        "covers_failed": len(failures),
-        "covers_cut": item.cut,
-        "failures": failures,
-        "bytes_downloaded": result.bytes_downloaded,
-        "download_seconds": round(result.download_seconds, 3),
-        "render_seconds": round(result.render_seconds, 3),
-    }
+    status: CreatorStatus = "failed" if not result.pages else "partial" if failures else "ok"
+    return CreatorResult(
+        creator=item.creator,
+        name=name,
+        status=status,
+        error="no cover could be rendered" if status == "failed" else None,
+        collages=collages,
+        thumbnail=thumbnail,
+        covers=len(item.urls),
+        covers_ok=len(item.urls) - len(failures),
+        covers_failed=len(failures),
+        covers_cut=item.cut,
+        failures=failures,
+        bytes_downloaded=result.bytes_downloaded,
+        download_seconds=round(result.download_seconds, 3),
+        render_seconds=round(result.render_seconds, 3),
+    )
 
 
-def _failure(item: MapItem, outcome: Any) -> dict[str, Any]:
+def _failure(item: MapItem, outcome: Any) -> CoverFailure:
     """A cover that failed, for the report: its CSV line, the URL (scrubbed), code and reason."""
-    return {
-        "line": item.lines[outcome.index] if outcome.index < len(item.lines) else None,
-        "url": scrub_url(outcome.source),  # no credentials or signatures in reports
-        "code": outcome.error_code,
-        "error": outcome.error,
-    }
+    return CoverFailure(
+        line=item.lines[outcome.index] if outcome.index < len(item.lines) else None,
+        url=scrub_url(outcome.source),  # no credentials or signatures in reports
+        code=outcome.error_code,
+        error=outcome.error,
+    )

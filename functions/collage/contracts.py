@@ -22,11 +22,9 @@ from pydantic import (
     model_validator,
 )
 
-from collage.config import MAX_URL_LENGTH, ProcessingConfig, load_constraints
+from collage.config import MAX_URL_LENGTH, ProcessingConfig
 from collage.naming import check_prefix
 from collage.validation import describe
-
-load_constraints()  # before the models below read ProcessingConfig's annotations
 
 
 class StepDocument(BaseModel):
@@ -139,13 +137,69 @@ class RenderEvent(StepDocument):
     item: MapItem
 
 
+CreatorStatus = Literal["ok", "partial", "failed"]
+
+
 class CreatorSummary(StepDocument):
     """What a map child returns (the full result record stays in S3)."""
 
     creator: str
-    status: Literal["ok", "partial", "failed"]
+    status: CreatorStatus
     collages: int
     covers_failed: int
+
+
+class CoverFailure(StepDocument):
+    """A cover that could not be used: its CSV line, URL (scrubbed), reason code and reason."""
+
+    line: int | None
+    url: str
+    code: str | None
+    error: str | None
+
+
+class CreatorResult(BaseModel):
+    """A creator's result record (`results/<name>.json`): what its collage task did.
+
+    The collage task writes it once; the aggregate reads it into the report (in this field
+    order) and the contact sheet. Keys an older release wrote and this one does not know are
+    ignored, so a run redriven across a deploy still reads its records.
+    """
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    creator: str
+    name: str
+    status: CreatorStatus
+    error: str | None = None
+    collages: list[str] = Field(default_factory=list)
+    thumbnail: str | None = None
+    covers: int = 0
+    covers_ok: int = 0
+    covers_failed: int = 0
+    covers_cut: int = 0
+    failures: list[CoverFailure] = Field(default_factory=list)
+    bytes_downloaded: int = 0
+    download_seconds: float = 0.0
+    render_seconds: float = 0.0
+
+    @classmethod
+    def failed(cls, creator: str, name: str, reason: str) -> CreatorResult:
+        """A creator without a collage (its task failed, or never recorded a result)."""
+        return cls(creator=creator, name=name, status="failed", error=reason)
+
+    @property
+    def done(self) -> bool:
+        """A retried or redriven task does nothing again for a creator with this result."""
+        return self.status != "failed"
+
+    def summary(self) -> CreatorSummary:
+        """The small value a map child returns (the full record stays in S3)."""
+        return CreatorSummary(
+            creator=self.creator,
+            status=self.status,
+            collages=len(self.collages),
+            covers_failed=self.covers_failed,
+        )
 
 
 class StepError(BaseModel):
@@ -194,13 +248,68 @@ class CsvMessage(BaseModel):
         return check_prefix(value)
 
 
-class RunSummary(BaseModel):
-    """The execution's output; the DidRunSucceed choice reads `status`."""
+class CreatorTotals(StepDocument):
+    total: int = 0
+    succeeded: int = 0
+    partial: int = 0
+    failed: int = 0
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+
+class CoverTotals(StepDocument):
+    downloaded: int = 0
+    failed: int = 0
+    cut: int = 0
+    bytes: int = 0
+
+
+class RowTotals(StepDocument):
+    used: int = 0
+    rejected: int = 0
+    warnings: int = 0
+
+
+class RunTotals(StepDocument):
+    """The report's totals (also in the run summary)."""
+
+    creators: CreatorTotals = CreatorTotals()
+    covers: CoverTotals = CoverTotals()
+    collages: int = 0
+    rows: RowTotals = RowTotals()
+
+    @property
+    def problems(self) -> int:
+        """Failed creators, failed covers and rejected rows (each one a cover not there)."""
+        return self.creators.failed + self.covers.failed + self.rows.rejected
+
+
+RunStatus = Literal["succeeded", "completed_with_failures", "failed", "superseded"]
+
+
+class RunError(StepDocument):
+    """Why a run failed as a whole: the stage and the error, in one line."""
+
+    stage: Literal["split", "map", "aggregate"]
+    reason: str | None
+
+
+class RunSummary(StepDocument):
+    """The execution's output (and `collage run`'s stdout); DidRunSucceed reads `status`."""
+
     run_id: str
-    status: Literal["succeeded", "completed_with_failures", "failed", "superseded"]
+    status: RunStatus
+    error: RunError | None = None
+    superseded: str | None = None  # why nothing was split: the upload was replaced
+    creators: CreatorTotals
+    covers: CoverTotals
+    collages: int
+    rows: RowTotals
+    # The first row issues, each with its line, column and quoted value (at most 200
+    # characters each, so the summary stays far below Step Functions' 256 KiB).
+    row_issues_first: list[dict[str, Any]]
+    collages_at: str
     report: str
+    sheet: str
+    csv: str | None
 
 
 def parse_event(model: type[StepDocument], event: Any, step: str) -> Any:

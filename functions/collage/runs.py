@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from collage.config import ConfigError, ProcessingConfig, build_config
 from collage.contracts import CsvMessage, ExecutionInput, MapSettings, Run
+from collage.layout import CSV_PREFIX, inbox_key, output_prefix, temp_prefix
 from collage.naming import (
     EXECUTION_DIGEST,
     clean_prefix,
@@ -32,35 +33,13 @@ from collage.validation import describe
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.parser.models import S3EventNotificationEventBridgeModel
 
-CSV_PREFIX = "csv-files/"
-INBOX_PREFIX = "sqs-inbox/"  # CSV data that arrived inside a message, kept for the run
-ARCHIVE_PREFIX = "archive/"
-FAILED_PREFIX = "failed/"
-RUNS_PREFIX = "runs/"  # the temp bucket's per-run working area
 MAX_MESSAGE_CSV_BYTES = 1024 * 1024  # SQS's own ceiling for a message body is 1 MiB
-
-
-def parked_key(prefix: str, source_key: str, timestamp: str) -> str:
-    """Where a run's CSV is kept: `archive/daily/covers_20250119T103000Z.csv` (or `failed/...`)."""
-    relative = source_key.removeprefix(CSV_PREFIX)
-    stem = relative[:-4] if relative.lower().endswith(".csv") else relative
-    return f"{prefix}{stem}_{timestamp}.csv"
 
 
 def run_stamp(moment: datetime, name: str) -> str:
     """The TIMESTAMP of a run's keys: `20250119T103000Z-f0c56ed377`, the event's time and the
     digest that ends the execution name (so a report also names its execution)."""
     return f"{run_timestamp(moment)}-{name[-EXECUTION_DIGEST:]}"
-
-
-def source_copy_key(run: Run) -> str:
-    """The temp key of the run's own copy of its CSV (split_task makes it, aggregate parks it)."""
-    return f"{run.temp_prefix}source.csv"
-
-
-def superseded_key(run: Run) -> str:
-    """The temp key that marks a run whose upload was replaced before the run could copy it."""
-    return f"{run.temp_prefix}superseded.json"
 
 
 class MessageError(ValueError):
@@ -89,7 +68,7 @@ class RunRequest:
             csv_name=csv_stem(self.source_key),
             timestamp=self.timestamp,
             output_prefix=self.output_prefix,
-            temp_prefix=f"{RUNS_PREFIX}{self.name}/",
+            temp_prefix=temp_prefix(self.name),
         )
         return ExecutionInput(run=run, config=self.config, map=settings).model_dump(mode="json")
 
@@ -115,7 +94,7 @@ def run_from_s3_event(
         source_bucket=bucket,
         source_key=key,
         timestamp=run_stamp(event.time, name),
-        output_prefix=f"s3-trigger/{clean_prefix(stem_path)}/collages/",
+        output_prefix=output_prefix("s3", clean_prefix(stem_path)),
         config=defaults,
         source_etag=obj.etag.strip('"') if obj.etag else None,
     )
@@ -167,9 +146,9 @@ def run_from_message(
         name=name,
         trigger="sqs",
         source_bucket=input_bucket,
-        source_key=f"{INBOX_PREFIX}{name}.csv",
+        source_key=inbox_key(name),
         timestamp=run_stamp(sent_at, name),
-        output_prefix=f"sqs-trigger/{message.output_prefix}/collages/",
+        output_prefix=output_prefix("sqs", message.output_prefix),
         config=config,
         csv_data=message.csv_data.encode(),
     )

@@ -24,6 +24,9 @@ from html import escape
 from typing import IO, Any
 from urllib.parse import quote
 
+from collage.contracts import CreatorResult
+from collage.layout import RunLayout
+
 # Entries (problem listings and thumbnails) a page: ~1 MB of thumbnails. The aggregate function's
 # COLLAGE_SHEET_PAGE_SIZE overrides it (the local stack's workers inherit it, as tests use).
 PAGE_SIZE = int(os.environ.get("COLLAGE_SHEET_PAGE_SIZE") or 200)
@@ -66,32 +69,32 @@ def one_line(fragment: str) -> bytes:
     return fragment.replace("\r", "&#13;").replace("\n", "&#10;").encode() + b"\n"
 
 
-def problem_entry(record: Mapping[str, Any]) -> str:
+def problem_entry(result: CreatorResult) -> str:
     """A failed or partial creator: why, and each failed cover with its line, URL and code."""
-    status = record.get("status", "failed")
+    status = result.status
     covers = "".join(
-        f"<li>line {text(failure.get('line'))}: <code>{text(failure.get('url'))}</code> "
-        f"<b>{text(failure.get('code'))}</b> {text(failure.get('error') or '')}</li>"
-        for failure in record.get("failures") or []
+        f"<li>line {text(failure.line)}: <code>{text(failure.url)}</code> "
+        f"<b>{text(failure.code)}</b> {text(failure.error or '')}</li>"
+        for failure in result.failures
     )
-    reason = f" {text(record['error'])}" if record.get("error") else ""
+    reason = f" {text(result.error)}" if result.error else ""
     return (
         f'<li class="problem" data-status="{text(status)}"><bdi class="creator">'
-        f'{text(record.get("creator", ""))}</bdi> <span class="{text(status)}">{text(status)}'
+        f'{text(result.creator)}</bdi> <span class="{text(status)}">{text(status)}'
         f"</span>{reason}" + (f"<ul>{covers}</ul>" if covers else "") + "</li>"
     )
 
 
-def gallery_entry(record: Mapping[str, Any], base: str) -> str:
+def gallery_entry(result: CreatorResult, base: str) -> str:
     """A creator's page 1 as a thumbnail linking to the collage, its further pages as links."""
-    collages = list(record.get("collages") or [])
-    alt = text(record.get("creator", ""))
+    collages = result.collages
+    alt = text(result.creator)
     name = f'<bdi class="creator">{alt}</bdi>'
     if not collages:
         picture = '<div class="none">no collage</div>'
-    elif record.get("thumbnail"):
+    elif result.thumbnail:
         picture = (
-            f'<a href="{link(collages[0], base)}"><img src="{link(record["thumbnail"], base)}" '
+            f'<a href="{link(collages[0], base)}"><img src="{link(result.thumbnail, base)}" '
             f'alt="{alt}" width="216"></a>'
         )
     else:  # a record written before thumbnails existed
@@ -99,7 +102,7 @@ def gallery_entry(record: Mapping[str, Any], base: str) -> str:
     more = " ".join(
         f'<a href="{link(key, base)}">p{page}</a>' for page, key in enumerate(collages[1:], 2)
     )
-    status = text(record.get("status", ""))
+    status = text(result.status)
     return (
         f'<li class="entry" data-status="{status}">{picture}{name} '
         f'<span class="{status}">{status}</span> {more}</li>'
@@ -109,9 +112,9 @@ def gallery_entry(record: Mapping[str, Any], base: str) -> str:
 class ContactSheet:
     """Spools the sheet's entries as records arrive; `pages()` then yields the pages."""
 
-    def __init__(self, sheet_key: str, report_key: str) -> None:
-        self.key, self.report_key = sheet_key, report_key
-        self.base = posixpath.dirname(sheet_key)
+    def __init__(self, keys: RunLayout) -> None:
+        self.keys = keys
+        self.base = posixpath.dirname(keys.report)
         self._spools = ExitStack()
         self._files = {
             part: self._spools.enter_context(tempfile.TemporaryFile())  # noqa: SIM115 (closed in __exit__)
@@ -125,19 +128,14 @@ class ContactSheet:
     def __exit__(self, *exc: object) -> None:
         self._spools.close()
 
-    def add(self, record: Mapping[str, Any]) -> None:
-        status = record.get("status")
-        if status in ("failed", "partial"):
-            self._spool(str(status), problem_entry(record))
-        self._spool("all", gallery_entry(record, self.base))
+    def add(self, result: CreatorResult) -> None:
+        if result.status != "ok":
+            self._spool(result.status, problem_entry(result))
+        self._spool("all", gallery_entry(result, self.base))
 
     def _spool(self, part: str, fragment: str) -> None:
         self._files[part].write(one_line(fragment))
         self.counts[part] += 1
-
-    def page_key(self, number: int) -> str:
-        stem = self.key.removesuffix(".html")
-        return self.key if number == 1 else f"{stem}_p{number}.html"
 
     def page_count(self) -> int:
         return max(1, -(-sum(self.counts.values()) // PAGE_SIZE))
@@ -160,7 +158,7 @@ class ContactSheet:
                     page.write(entry[1])
                 page.write(_close(section) + self._nav(number, total).encode() + b"</body></html>")
                 page.seek(0)
-                yield self.page_key(number), page
+                yield self.keys.sheet_page(number), page
 
     def _entries(self) -> Iterator[tuple[str, bytes]]:
         for part, spool in self._files.items():
@@ -181,8 +179,8 @@ class ContactSheet:
 
     def _summary(self, report: Mapping[str, Any]) -> str:
         json_link = (
-            f'<a href="{link(self.report_key, self.base)}">'
-            f"{text(posixpath.basename(self.report_key))}</a>"
+            f'<a href="{link(self.keys.report, self.base)}">'
+            f"{text(posixpath.basename(self.keys.report))}</a>"
         )
         status = text(report.get("status", ""))
         error = report.get("error") or {}
@@ -197,7 +195,7 @@ class ContactSheet:
 
     def _nav(self, number: int, total: int) -> str:
         def to(page: int, label: str, rel: str) -> str:
-            href = link(self.page_key(page), self.base)
+            href = link(self.keys.sheet_page(page), self.base)
             return f'<a href="{href}" rel="{rel}" class="{rel}">{label}</a>'
 
         items = []

@@ -24,16 +24,10 @@ from typing import IO, Any
 
 from collage.aws import Store, error_code, is_changed, is_denied, is_missing
 from collage.config import ProcessingConfig
-from collage.contracts import Run
+from collage.contracts import Run, SplitResult
 from collage.csv_input import CsvFileError, RowIssue
 from collage.errors import retried_when_transient
-from collage.runs import (
-    ARCHIVE_PREFIX,
-    FAILED_PREFIX,
-    parked_key,
-    source_copy_key,
-    superseded_key,
-)
+from collage.layout import RunLayout
 from collage.split import PAYLOAD_LIMIT, SplitLimits, SplitSummary, split_csv
 
 # Bytes kept free beyond the measured run and settings: Step Functions' own serialization of the
@@ -49,7 +43,7 @@ def split_run(
     *,
     temp_bucket: str,
     limits: SplitLimits | None = None,  # tests make them tiny
-) -> dict[str, Any]:
+) -> SplitResult:
     """Split the run's CSV; return the small summary the state machine carries to the map.
 
     Raises CsvFileError when the file is unusable (the run fails and the CSV goes to failed/),
@@ -87,7 +81,7 @@ def _open_csv(run: Run, store: Store, temp_bucket: str) -> Any:
     """
     from botocore.exceptions import ClientError
 
-    copy = source_copy_key(run)
+    copy = RunLayout(run).source_copy
     if store.head_object(temp_bucket, copy) is None:
         try:
             store.copy_object(
@@ -108,7 +102,7 @@ def _open_parked(run: Run, store: Store, refused_upload: str) -> Any:
     from botocore.exceptions import ClientError
 
     source = run.source_key
-    parked = [parked_key(p, source, run.timestamp) for p in (ARCHIVE_PREFIX, FAILED_PREFIX)]
+    parked = [RunLayout(run).parked(failed) for failed in (False, True)]
     refused = [refused_upload]
     for key in parked:
         try:
@@ -121,19 +115,19 @@ def _open_parked(run: Run, store: Store, refused_upload: str) -> Any:
     raise CsvFileError(f"CSV not found: {where}{source}; tried {where}" + ", ".join(refused))
 
 
-def _superseded(run: Run, store: Store, temp_bucket: str) -> dict[str, Any]:
+def _superseded(run: Run, store: Store, temp_bucket: str) -> SplitResult:
     """Nothing to split: the key holds a later upload, whose own run processes it. The map gets
     no items and the report says why (an empty run, never a failed one)."""
     reason = (
         f"s3://{run.source_bucket}/{run.source_key} was replaced by a later upload before this "
         "run could read it; that upload's run processes the key's content"
     )
-    prefix = run.temp_prefix
-    store.put_json(temp_bucket, superseded_key(run), {"reason": reason})
-    store.put_bytes(temp_bucket, f"{prefix}items.json", b"[]", "application/json")
-    store.put_bytes(temp_bucket, f"{prefix}creators.jsonl", b"", "application/x-ndjson")
-    store.put_json(temp_bucket, f"{prefix}row-issues.json", [])
-    return {"items_key": f"{prefix}items.json", **SplitSummary().to_dict()}
+    keys = RunLayout(run)
+    store.put_json(temp_bucket, keys.superseded, {"reason": reason})
+    store.put_bytes(temp_bucket, keys.items, b"[]", "application/json")
+    store.put_bytes(temp_bucket, keys.creators, b"", "application/x-ndjson")
+    store.put_json(temp_bucket, keys.row_issues, [])
+    return SplitResult(items_key=keys.items, **SplitSummary().to_dict())
 
 
 @contextmanager
@@ -149,9 +143,8 @@ def _spool(suffix: str) -> Iterator[IO[bytes]]:
 
 def _split(
     run: Run, settings: ProcessingConfig, store: Store, temp_bucket: str, limits: SplitLimits
-) -> dict[str, Any]:
-    prefix = run.temp_prefix
-    items_key = f"{prefix}items.json"
+) -> SplitResult:
+    keys = RunLayout(run)
     body = _open_csv(run, store, temp_bucket)
     if body is None:
         return _superseded(run, store, temp_bucket)
@@ -169,13 +162,9 @@ def _split(
             )  # fmt: skip
         for spooled in (items, creators, issues):
             spooled.close()
-        store.upload_file(items.name, temp_bucket, items_key, "application/json")
-        store.upload_file(
-            creators.name, temp_bucket, f"{prefix}creators.jsonl", "application/x-ndjson"
-        )
+        store.upload_file(items.name, temp_bucket, keys.items, "application/json")
+        store.upload_file(creators.name, temp_bucket, keys.creators, "application/x-ndjson")
         if summary.issues_unlisted:
-            store.upload_file(
-                issues.name, temp_bucket, f"{prefix}row-issues.jsonl", "application/x-ndjson"
-            )
-    store.put_json(temp_bucket, f"{prefix}row-issues.json", [i.to_dict() for i in summary.issues])
-    return {"items_key": items_key, **summary.to_dict()}
+            store.upload_file(issues.name, temp_bucket, keys.all_row_issues, "application/x-ndjson")
+    store.put_json(temp_bucket, keys.row_issues, [i.to_dict() for i in summary.issues])
+    return SplitResult(items_key=keys.items, **summary.to_dict())

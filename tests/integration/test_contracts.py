@@ -108,3 +108,29 @@ def test_the_handlers_validate_the_models_the_tasks_name():
 def test_the_sample_task_inputs_fit_the_models():
     for name, model in (("split_input", SplitEvent), ("render_input", RenderEvent)):
         model.model_validate(json.loads((ROOT / "events" / f"{name}.json").read_text()))
+
+
+def test_each_step_returns_the_model_the_state_machine_reads():
+    """The outputs are typed too: what each step returns is the model whose fields the ASL
+    reads ($.split.*, the map child's $.Payload, the run summary's $.status)."""
+    from typing import get_type_hints
+
+    from collage.aggregate import finish_run
+    from collage.contracts import CreatorResult, CreatorSummary
+    from collage.split_task import split_run
+
+    assert get_type_hints(split_run)["return"] is SplitResult
+    assert get_type_hints(CreatorResult.summary)["return"] is CreatorSummary
+    assert get_type_hints(finish_run)["return"] is RunSummary
+    for module, returned in (
+        (split, "summary"),
+        (render, "result.summary()"),
+        (aggregate, "summary"),
+    ):
+        source = Path(module.__file__).read_text()
+        assert re.search(rf"return {re.escape(returned)}\.model_dump\(", source), module.__name__
+    (child,) = MAP["ItemProcessor"]["States"].values()
+    assert child["OutputPath"] == "$.Payload"  # the child's output is the CreatorSummary
+    assert STATES["Aggregate"]["OutputPath"] == "$.Payload"  # the execution's output
+    for model in (SplitResult, CreatorSummary, RunSummary):
+        assert model.model_config.get("extra") == "forbid", model  # no field slips in unnamed

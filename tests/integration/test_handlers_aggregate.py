@@ -8,9 +8,8 @@ from collections.abc import Iterator
 import pytest
 
 from collage.aggregate import finish_run
-from collage.collage_task import failed_record
 from collage.config import ProcessingConfig
-from collage.contracts import AggregateEvent
+from collage.contracts import AggregateEvent, CreatorResult
 from tests.support.s3_faults import S3Faults, fast_waits, moto_stack_buckets
 
 RUN = {
@@ -59,7 +58,7 @@ def buckets(monkeypatch) -> Iterator[dict[str, str]]:
 
 
 def record(creator: str, name: str, status: str, ok: int, failed: int = 0) -> dict:
-    base = failed_record(creator, name, "")
+    base = CreatorResult.failed(creator, name, "").model_dump(mode="json")
     key = f"{RUN['output_prefix']}{name}_{RUN['timestamp']}.jpg"
     return {
         **base,
@@ -83,16 +82,8 @@ def store(buckets: dict[str, str], *records: dict) -> None:
 
 
 def finish(buckets, split=SPLIT, error=None, failed_stage=None, map_result=None) -> dict:
-    event = {"run": RUN, "config": CONFIG, "split": split, "map_result": map_result}
-    if error:
-        event[f"{failed_stage}_error"] = error  # where the state machine's Catch puts it
-    return finish_run(
-        AggregateEvent.model_validate(event),
-        buckets.store,
-        input_bucket=buckets["input"],
-        output_bucket=buckets["output"],
-        temp_bucket=buckets["temp"],
-    )
+    extra = {f"{failed_stage}_error": error} if error else {}  # where the Catch puts it
+    return _finish_run(buckets, RUN, split=split, map_result=map_result, **extra)
 
 
 def test_missing_results_are_named_failed_with_the_reason(buckets):
@@ -267,14 +258,16 @@ def _run_with_etag(buckets, content: bytes) -> dict:
 
 
 def _finish_run(buckets, run: dict, **extra) -> dict:
+    """The run's summary, as the execution's output (JSON)."""
     event = {"run": run, "config": CONFIG, "split": SPLIT, **extra}
-    return finish_run(
+    summary = finish_run(
         AggregateEvent.model_validate(event),
         buckets.store,
         input_bucket=buckets["input"],
         output_bucket=buckets["output"],
         temp_bucket=buckets["temp"],
     )
+    return summary.model_dump(mode="json")
 
 
 def test_a_later_upload_to_the_key_is_left_for_its_own_run(buckets):

@@ -9,9 +9,10 @@ import pytest
 from PIL import Image
 
 from collage import aws
-from collage.collage_task import process_creator, result_key
+from collage.collage_task import CreatorOutcome, process_creator
 from collage.contracts import RenderEvent, Run
 from collage.errors import TransientError
+from collage.layout import RunLayout
 from collage_tools.cover_server import CoverServer
 from collage_tools.covers import make_cover
 from tests.support.s3_faults import S3Faults, fast_waits, moto_stack_buckets
@@ -28,6 +29,7 @@ RUN = {
     "temp_prefix": "runs/covers-0123456789/",
 }
 CONFIG = {"rows": 2, "cols": 2, "timeout": 2, "max_retries": 0}
+RECORD = RunLayout(Run(**RUN)).result("alice")  # alice's result record in the temp bucket
 
 
 @pytest.fixture
@@ -57,7 +59,7 @@ def item(server: CoverServer, creator: str = "alice", paths=("/c/0.jpg", "/c/1.j
     }
 
 
-def render(buckets, work: dict) -> dict:
+def render(buckets, work: dict) -> CreatorOutcome:
     runtime = buckets.runtime()
     return process_creator(
         RenderEvent.model_validate({"run": RUN, "item": work, "config": CONFIG}),
@@ -93,7 +95,7 @@ def test_handler_stores_the_collage_and_the_result_record(buckets, server):
     assert len(small) < 10_000
     with Image.open(io.BytesIO(small)) as image:
         assert image.format == "JPEG" and 100 < image.width <= 216
-    record = buckets.store.get_json(buckets["temp"], result_key(Run(**RUN), "alice"))
+    record = buckets.store.get_json(buckets["temp"], RECORD)
     assert record["collages"] == [key] and record["thumbnail"] == thumb
     assert record["covers_ok"] == 1
     assert record["failures"] == [
@@ -107,32 +109,30 @@ def test_handler_stores_the_collage_and_the_result_record(buckets, server):
 
 
 def test_a_done_creator_is_skipped_on_a_rerun(buckets, server):
-    first = render(buckets, item(server))
-    key = first["collages"][0]
+    first = render(buckets, item(server)).result
+    key = first.collages[0]
     etag = buckets.store.s3.head_object(Bucket=buckets["output"], Key=key)["ETag"]
     hits = server.hits.copy()
 
     again = render(buckets, item(server))
 
-    assert again["skipped"] is True and again["status"] == "ok"
+    assert again.skipped and again.result.status == "ok"
     assert server.hits == hits  # nothing downloaded again
-    assert output_keys(buckets) == [key, first["thumbnail"]]
+    assert output_keys(buckets) == [key, first.thumbnail]
     assert buckets.store.s3.head_object(Bucket=buckets["output"], Key=key)["ETag"] == etag
 
 
 def test_a_failed_creator_is_rendered_again_on_a_rerun(buckets, server):
     work = item(server, paths=("/c/late.jpg",))
-    assert render(buckets, work)["status"] == "failed"
+    assert render(buckets, work).result.status == "failed"
     assert output_keys(buckets) == []
     server.add("/c/late.jpg", make_cover(7, TILE))  # the cover is back
 
     again = render(buckets, work)
 
-    assert again["status"] == "ok" and "skipped" not in again
+    assert again.result.status == "ok" and not again.skipped
     assert server.hits["/c/late.jpg"] == 2 and len(output_keys(buckets)) == 2  # + thumbnail
-    assert (
-        buckets.store.get_json(buckets["temp"], result_key(Run(**RUN), "alice"))["status"] == "ok"
-    )
+    assert buckets.store.get_json(buckets["temp"], RECORD)["status"] == "ok"
 
 
 def test_a_malformed_map_item_is_refused_at_the_handler_edge(buckets, server):
@@ -153,10 +153,10 @@ def test_an_unexpected_error_becomes_a_failure_record_not_a_crash(buckets, serve
         raise TypeError("'NoneType' object is not iterable")
 
     monkeypatch.setattr(collage.engine.pipeline, "build_collage", broken)
-    record = render(buckets, item(server))
+    record = render(buckets, item(server)).result
 
-    assert record["status"] == "failed" and record["error"].startswith("TypeError: ")
-    assert buckets.store.get_json(buckets["temp"], result_key(Run(**RUN), "alice")) == record
+    assert record.status == "failed" and record.error.startswith("TypeError: ")
+    assert buckets.store.get_json(buckets["temp"], RECORD) == record.model_dump(mode="json")
     assert output_keys(buckets) == [] and server.hits.total() == 0
 
 
@@ -169,30 +169,25 @@ def test_s3_5xx_past_botocore_retries_raises_transient_error(buckets, server, mo
     assert s3.count("PutObject") == aws.TOTAL_ATTEMPTS
     assert len(waits.botocore_backoff) == aws.TOTAL_ATTEMPTS - 1
     # No record: the state machine's retry must render this creator again, not skip it.
-    assert buckets.store.get_json(buckets["temp"], result_key(Run(**RUN), "alice")) is None
+    assert buckets.store.get_json(buckets["temp"], RECORD) is None
     assert output_keys(buckets) == []
 
 
 def test_s3_throttling_on_the_record_is_absorbed(buckets, server, monkeypatch):
     with fast_waits(monkeypatch) as waits, S3Faults() as s3:
         fault = s3.add("PutObject", "/results/alice.json", times=3)
-        record = render(buckets, item(server))
+        record = render(buckets, item(server)).result
 
     assert fault.injected == 3 and len(waits.botocore_backoff) == 3
-    assert record["status"] == "ok"
-    assert (
-        buckets.store.get_json(buckets["temp"], result_key(Run(**RUN), "alice"))["status"] == "ok"
-    )
+    assert record.status == "ok"
+    assert buckets.store.get_json(buckets["temp"], RECORD)["status"] == "ok"
 
 
 def test_s3_access_denied_is_recorded_not_retried(buckets, server, monkeypatch):
     with fast_waits(monkeypatch) as waits, S3Faults() as s3:
         s3.add("PutObject", "/collages/", status=403, code="AccessDenied")
-        record = render(buckets, item(server))
+        record = render(buckets, item(server)).result
 
     assert s3.count("PutObject", "/collages/") == 1 and waits.botocore_backoff == []
-    assert record["status"] == "failed" and "AccessDenied" in record["error"]
-    assert (
-        buckets.store.get_json(buckets["temp"], result_key(Run(**RUN), "alice"))["status"]
-        == "failed"
-    )
+    assert record.status == "failed" and "AccessDenied" in record.error
+    assert buckets.store.get_json(buckets["temp"], RECORD)["status"] == "failed"

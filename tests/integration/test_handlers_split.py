@@ -39,7 +39,8 @@ def run_for(key: str) -> dict:
 
 def split(buckets, run: dict, **options):
     config = build_config(CONFIG)
-    return split_run(Run(**run), config, buckets.store, temp_bucket=buckets["temp"], **options)
+    result = split_run(Run(**run), config, buckets.store, temp_bucket=buckets["temp"], **options)
+    return result.model_dump()  # as the state machine keeps it at $.split
 
 
 def put_csv(buckets: dict[str, str], text: str, key: str = "csv-files/covers.csv") -> dict:
@@ -129,7 +130,7 @@ def test_issues_past_the_listed_ones_are_all_kept_and_reach_the_report(buckets):
         event, buckets.store, input_bucket=buckets["input"], output_bucket=buckets["output"],
         temp_bucket=buckets["temp"],
     )  # fmt: skip
-    document = buckets.store.get_json(buckets["output"], report["report"].split("/", 3)[3])
+    document = buckets.store.get_json(buckets["output"], report.report.split("/", 3)[3])
     assert [issue["line"] for issue in document["row_issues"]] == [2, 3]
     assert document["row_issues_unlisted"] == 4
     key = "s3-trigger/csv-files/covers/collages/report_20250119T103000Z_row_issues.jsonl"
@@ -214,7 +215,7 @@ def test_every_map_child_input_fits_the_step_functions_payload_limit(buckets, fi
     run = put_csv(buckets, text.getvalue(), key)
     config = build_config({"max_images_per_creator": 100})
 
-    result = split_run(Run(**run), config, buckets.store, temp_bucket=buckets["temp"])
+    result = split_run(Run(**run), config, buckets.store, temp_bucket=buckets["temp"]).model_dump()
 
     (item,) = buckets.store.get_json(buckets["temp"], result["items_key"])
     child = {"run": run, "config": config.to_dict(), "item": item}

@@ -11,7 +11,17 @@ import os
 import time
 from typing import Any
 
+from collage.handlers._runtime import FunctionEnvironment
+
 SLOW_CREATORS = "COLLAGE_TEST_SLOW_CREATORS"
+
+
+class Environment(FunctionEnvironment):
+    """What the worker wires these handlers with: `behaving` reads nothing, `slow_render` the
+    render function's buckets (blank where a test's function has none)."""
+
+    OUTPUT_BUCKET: str = ""
+    TEMP_BUCKET: str = ""
 
 
 def make_handler(runtime: Any) -> Any:

@@ -1,5 +1,6 @@
 import json
 from datetime import UTC, datetime
+from types import SimpleNamespace
 
 import pytest
 
@@ -61,12 +62,13 @@ def test_same_event_twice_gives_the_same_name_another_upload_another():
 
 
 def test_a_csv_name_with_a_space_gets_the_folder_the_readme_shows():
-    from collage.runs import parked_key
+    from collage.layout import RunLayout
 
     event = s3_object_created_event("in", "csv-files/space name.csv", 10, "abc")
     request = run_from_s3_event(event, ProcessingConfig())
     assert request.output_prefix == "s3-trigger/csv-files/space_name-21f96169/collages/"
-    assert parked_key("archive/", request.source_key, "T") == "archive/space name_T.csv"
+    run = SimpleNamespace(source_key=request.source_key, timestamp="T")
+    assert RunLayout(run).parked(failed=False) == "archive/space name_T.csv"
 
 
 def test_objects_that_are_not_csvs_under_the_prefix_are_ignored():

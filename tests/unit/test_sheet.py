@@ -5,10 +5,13 @@ from __future__ import annotations
 import html
 import re
 from html.parser import HTMLParser
+from types import SimpleNamespace
 
 import pytest
 
 from collage import sheet
+from collage.contracts import CreatorResult
+from collage.layout import RunLayout
 from collage.sheet import ContactSheet
 
 KEY = "s3-trigger/csv-files/c/collages/report_20250119T103000Z.html"
@@ -49,9 +52,10 @@ REPORT = {
 
 
 def pages(records: list[dict], report: dict = REPORT) -> dict[str, str]:
-    with ContactSheet(KEY, REPORT_KEY) as contact:
+    run = SimpleNamespace(output_prefix=FOLDER, timestamp="20250119T103000Z")
+    with ContactSheet(RunLayout(run)) as contact:
         for each in records:
-            contact.add(each)
+            contact.add(CreatorResult.model_validate(each))
         return {key: page.read().decode() for key, page in contact.pages(report)}
 
 

@@ -553,14 +553,15 @@ class LocalStack:
         spec = self.functions[name]
         module_name = spec["handler"].rsplit(".", 1)[0]
         env = {key: str(self._resolve(value)) for key, value in spec["env"].items()}
-        base = Runtime.from_environment(env)
+        module = import_module(module_name)
+        base = Runtime.from_environment(module.Environment, env)
         suffixes = base.address_guard.allowed_host_suffixes
         runtime = replace(
             base,
             store=self.store_for(spec["logical"]),
             address_guard=local_guard(self.allow_loopback, suffixes),
         )
-        handler = import_module(module_name).make_handler(runtime)
+        handler = module.make_handler(runtime)
         self._handlers[name] = handler
         return handler
 

@@ -67,8 +67,9 @@ def build_handler(handler_path: str) -> Any:
     from collage_tools.loopback import local_guard
 
     module_name, name = handler_path.rsplit(".", 1)
-    factory = getattr(import_module(module_name), f"make_{name}")
-    base = Runtime.from_environment()
+    module = import_module(module_name)
+    factory = getattr(module, f"make_{name}")
+    base = Runtime.from_environment(module.Environment)
     allow_loopback = os.environ.get("COLLAGE_LOCAL_ALLOW_LOOPBACK") == "1"
     runtime = replace(
         base,

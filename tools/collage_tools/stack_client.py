@@ -266,21 +266,21 @@ def outcome(described: dict[str, Any], summary: dict[str, Any]) -> str | None:
 
 # ---------------------------------------------------------------------- fetching results
 _S3_URI = re.compile(r"^s3://([^/]+)/(.*)$")
-# The run's TIMESTAMP in its keys: the time, then the execution name's digest (runs.run_stamp).
-_RUN_TIMESTAMP = re.compile(r"report_(\d{8}T\d{6}Z-[0-9a-f]{10})\.json$")
 
 
 def download_run(stack: CollageStack, summary: dict[str, Any], directory: Path) -> list[Path]:
     """The run's report and collages, each under `directory` at its S3 key (never outside it)."""
+    from collage.layout import report_timestamp
+
     found = _S3_URI.match(str(summary.get("report", "")))
-    stamp = _RUN_TIMESTAMP.search(found.group(2)) if found else None
+    stamp = report_timestamp(found.group(2)) if found else None
     if not found or not stamp:
         return []
     bucket, prefix = found.group(1), found.group(2).rsplit("/", 1)[0] + "/"
     s3, root, written = stack.client("s3"), directory.resolve(), []
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         for item in page.get("Contents", []):
-            if f"_{stamp.group(1)}" not in item["Key"]:
+            if f"_{stamp}" not in item["Key"]:
                 continue  # another run's collages in the same folder
             target = (root / item["Key"]).resolve()
             if not target.is_relative_to(root):

@@ -8,7 +8,23 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from collage.aggregate import finish_run
 from collage.contracts import AggregateEvent, parse_event
-from collage.handlers._runtime import LambdaHandler, Runtime, logger, metrics, tracer
+from collage.handlers._runtime import (
+    FunctionEnvironment,
+    LambdaHandler,
+    Name,
+    Runtime,
+    logger,
+    metrics,
+    tracer,
+)
+
+
+class Environment(FunctionEnvironment):
+    """The variables this handler reads (template.yaml sets them)."""
+
+    INPUT_BUCKET: Name
+    OUTPUT_BUCKET: Name
+    TEMP_BUCKET: Name
 
 
 def make_handler(runtime: Runtime) -> LambdaHandler:
@@ -25,14 +41,12 @@ def make_handler(runtime: Runtime) -> LambdaHandler:
             output_bucket=runtime.output_bucket,
             temp_bucket=runtime.temp_bucket,
         )
-        failed = int(summary["status"] == "failed")
+        failed = int(summary.status == "failed")
         metrics.add_metric(name="RunsFailed", unit=MetricUnit.Count, value=failed)
-        logger.info(
-            "run finished", extra={"status": summary["status"], "report": summary["report"]}
-        )
-        return summary
+        logger.info("run finished", extra={"status": summary.status, "report": summary.report})
+        return summary.model_dump(mode="json")
 
     return handler
 
 
-handler = make_handler(Runtime.from_environment())
+handler = make_handler(Runtime.from_environment(Environment))

@@ -7,8 +7,22 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 
 from collage.contracts import SplitEvent, parse_event
-from collage.handlers._runtime import LambdaHandler, Runtime, logger, metrics, tracer
+from collage.handlers._runtime import (
+    FunctionEnvironment,
+    LambdaHandler,
+    Name,
+    Runtime,
+    logger,
+    metrics,
+    tracer,
+)
 from collage.split_task import split_run
+
+
+class Environment(FunctionEnvironment):
+    """The variables this handler reads (template.yaml sets them)."""
+
+    TEMP_BUCKET: Name
 
 
 def make_handler(runtime: Runtime) -> LambdaHandler:
@@ -22,13 +36,13 @@ def make_handler(runtime: Runtime) -> LambdaHandler:
             request.run, request.config, runtime.store, temp_bucket=runtime.temp_bucket
         )
         metrics.add_metric(
-            name="CsvRowsRejected", unit=MetricUnit.Count, value=summary["rows_rejected"]
+            name="CsvRowsRejected", unit=MetricUnit.Count, value=summary.rows_rejected
         )
-        metrics.add_metric(name="Creators", unit=MetricUnit.Count, value=summary["creators"])
-        logger.info("split done", extra=summary)
-        return summary
+        metrics.add_metric(name="Creators", unit=MetricUnit.Count, value=summary.creators)
+        logger.info("split done", extra=summary.model_dump())
+        return summary.model_dump()
 
     return handler
 
 
-handler = make_handler(Runtime.from_environment())
+handler = make_handler(Runtime.from_environment(Environment))

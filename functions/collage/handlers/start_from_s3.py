@@ -8,9 +8,23 @@ from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.parser.models import S3EventNotificationEventBridgeModel
 
 from collage.event_keys import uploaded_key
-from collage.handlers._runtime import LambdaHandler, Runtime, logger, metrics, tracer
+from collage.handlers._runtime import (
+    FunctionEnvironment,
+    LambdaHandler,
+    Name,
+    Runtime,
+    logger,
+    metrics,
+    tracer,
+)
 from collage.runs import run_from_s3_event
 from collage.starter import start_run
+
+
+class Environment(FunctionEnvironment):
+    """The variables this handler reads (template.yaml sets them)."""
+
+    STATE_MACHINE_ARN: Name
 
 
 def make_handler(runtime: Runtime) -> LambdaHandler:
@@ -34,4 +48,4 @@ def make_handler(runtime: Runtime) -> LambdaHandler:
     return handler
 
 
-handler = make_handler(Runtime.from_environment())
+handler = make_handler(Runtime.from_environment(Environment))

@@ -17,9 +17,24 @@ from aws_lambda_powertools.utilities.batch import (
 )
 from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
 
-from collage.handlers._runtime import LambdaHandler, Runtime, logger, metrics, tracer
+from collage.handlers._runtime import (
+    FunctionEnvironment,
+    LambdaHandler,
+    Name,
+    Runtime,
+    logger,
+    metrics,
+    tracer,
+)
 from collage.runs import MessageError, run_from_message
 from collage.starter import start_run
+
+
+class Environment(FunctionEnvironment):
+    """The variables this handler reads (template.yaml sets them)."""
+
+    STATE_MACHINE_ARN: Name
+    INPUT_BUCKET: Name
 
 
 def make_handler(runtime: Runtime) -> LambdaHandler:
@@ -58,4 +73,4 @@ def make_handler(runtime: Runtime) -> LambdaHandler:
     return handler
 
 
-handler = make_handler(Runtime.from_environment())
+handler = make_handler(Runtime.from_environment(Environment))

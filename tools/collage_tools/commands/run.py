@@ -32,7 +32,6 @@ from collage_tools.commands.submit import add_open_argument, follow_to_summary, 
 
 WORK_FOLDER = ".collage"  # under --out: the temp bucket, the spool and the run's state
 STATE_FILE = "run.json"
-DONE_STATUSES = ("ok", "partial")  # the collage task skips a creator whose record says so
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -153,12 +152,21 @@ def _remember(work: Path, csv: Path, events: dict[str, Any], execution: str) -> 
 
 
 def _done_before(work: Path, execution: str) -> int:
-    results = work / "temp" / "runs" / execution / "results"
+    """Creators whose result record says they are done (the collage task skips them)."""
+    from types import SimpleNamespace
+
+    from pydantic import ValidationError
+
+    from collage.contracts import CreatorResult
+    from collage.layout import RunLayout, temp_prefix
+
+    keys = RunLayout(SimpleNamespace(temp_prefix=temp_prefix(execution)))
+    results = work / "temp" / keys.results
     done = 0
     for record in results.glob("*.json") if results.is_dir() else ():
         try:
-            done += json.loads(record.read_text()).get("status") in DONE_STATUSES
-        except (OSError, ValueError):
+            done += CreatorResult.model_validate_json(record.read_bytes()).done
+        except (OSError, ValidationError):
             continue
     return done
 
