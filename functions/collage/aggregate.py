@@ -174,21 +174,18 @@ class Totals:
     def __init__(self, split: SplitResult | None) -> None:
         self.split = split
         self.statuses: Counter[str] = Counter()
-        self.covers: Counter[str] = Counter()
-        self.collages = 0
+        self.covers_ok = self.covers_failed = self.covers_cut = self.bytes = self.collages = 0
 
     def add(self, result: CreatorResult) -> None:
         self.statuses[result.status] += 1
-        self.covers.update(
-            ok=result.covers_ok,
-            failed=result.covers_failed,
-            cut=result.covers_cut,
-            bytes=result.bytes_downloaded,
-        )
+        self.covers_ok += result.covers_ok
+        self.covers_failed += result.covers_failed
+        self.covers_cut += result.covers_cut
+        self.bytes += result.bytes_downloaded
         self.collages += len(result.collages)
 
     def totals(self) -> RunTotals:
-        split, statuses, covers = self.split, self.statuses, self.covers
+        split, statuses = self.split, self.statuses
         return RunTotals(
             creators=CreatorTotals(
                 total=statuses.total(),
@@ -197,10 +194,10 @@ class Totals:
                 failed=statuses["failed"],
             ),
             covers=CoverTotals(
-                downloaded=covers["ok"],
-                failed=covers["failed"],
-                cut=covers["cut"],
-                bytes=covers["bytes"],
+                downloaded=self.covers_ok,
+                failed=self.covers_failed,
+                cut=self.covers_cut,
+                bytes=self.bytes,
             ),
             collages=self.collages,
             rows=RowTotals(
@@ -249,7 +246,8 @@ def finish_run(
 
 
 def _record_json(result: CreatorResult) -> bytes:
-    return json.dumps(result.model_dump(mode="json"), ensure_ascii=False).encode()
+    """The record as the report lists it (UTF-8, compact: pydantic's own JSON encoder)."""
+    return result.model_dump_json().encode()
 
 
 class RunReport:

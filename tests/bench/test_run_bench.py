@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+# A whole benchmark run in a subprocess (tens of seconds): a tier of its own, not a unit test.
+pytestmark = [pytest.mark.bench, pytest.mark.slow]
 
 
-@pytest.mark.slow
 def test_quick_run_benchmark_prints_every_figure() -> None:
     done = subprocess.run(
         [sys.executable, "benchmarks/run_bench.py", "--quick"],
