@@ -32,6 +32,7 @@ from collage.contracts import (
     RowTotals,
     Run,
     RunError,
+    RunReport,
     RunStatus,
     RunSummary,
     RunTotals,
@@ -239,10 +240,8 @@ def finish_run(
                 totals.add(result)
                 sheet.add(result)
         creators.seek(0)
-        report = RunReport(
-            request, totals.totals(), store, (input_bucket, output_bucket, temp_bucket)
-        )
-        return report.write(creators, sheet)
+        buckets = (input_bucket, output_bucket, temp_bucket)
+        return Reporter(request, totals.totals(), store, buckets).write(creators, sheet)
 
 
 def _record_json(result: CreatorResult) -> bytes:
@@ -250,8 +249,8 @@ def _record_json(result: CreatorResult) -> bytes:
     return result.model_dump_json().encode()
 
 
-class RunReport:
-    """The run's report: its status, where its CSV went, its row issues, its totals."""
+class Reporter:
+    """Writes the run's report: its status, where its CSV went, its row issues, its totals."""
 
     def __init__(
         self,
@@ -276,29 +275,30 @@ class RunReport:
         superseded = self._superseded()
         parked = None if superseded else self._park()
         status = self._status(superseded)
-        report = {
-            "run_id": run.id,
-            "status": status,
-            "error": self.error.model_dump() if self.error else None,
-            "superseded": superseded,
-            "trigger": run.trigger,
-            "source": f"s3://{run.source_bucket}/{run.source_key}",
-            "csv": f"s3://{self.input_bucket}/{parked}" if parked else None,
-            "timestamp": run.timestamp,
-            "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "config": self.request.config.to_dict() if self.request.config else {},
-            "totals": self.totals.model_dump(),
-            "row_issues": row_issues,  # by line; the first ones when there are very many
-            "row_issues_unlisted": self._unlisted(),
-            "row_issues_all": f"s3://{out}/{all_issues}" if all_issues else None,
-        }
-        head = json.dumps(report, ensure_ascii=False, indent=1, default=str)[: -len("\n}")]
-        parts = [io.BytesIO(f'{head},\n "creators": ['.encode()), creators, io.BytesIO(b"\n]}\n")]
+        report = RunReport(
+            run_id=run.id,
+            status=status,
+            error=self.error,
+            superseded=superseded,
+            trigger=run.trigger,
+            source=f"s3://{run.source_bucket}/{run.source_key}",
+            csv=f"s3://{self.input_bucket}/{parked}" if parked else None,
+            timestamp=run.timestamp,
+            finished_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            config=self.request.config.to_dict() if self.request.config else {},
+            totals=self.totals,
+            row_issues=row_issues,
+            row_issues_unlisted=self._unlisted(),
+            row_issues_all=f"s3://{out}/{all_issues}" if all_issues else None,
+        )
+        head = json.dumps(report.model_dump(mode="json"), ensure_ascii=False, indent=1)
+        parts = [io.BytesIO(f'{head[:-2]},\n "creators": ['.encode()), creators]
+        parts.append(io.BytesIO(b"\n]}\n"))
         self.store.upload_stream(parts, out, keys.report, "application/json")
         for page_key, page in sheet.pages(report):  # after the report: its figures, its link
             self.store.upload_stream([page], out, page_key, "text/html; charset=utf-8")
         if self.error and parked:
-            self.store.put_json(self.input_bucket, keys.error_note(parked), report["error"])
+            self.store.put_json(self.input_bucket, keys.error_note(parked), self.error.model_dump())
         return RunSummary(
             run_id=run.id,
             status=status,
@@ -309,7 +309,7 @@ class RunReport:
             collages_at=f"s3://{out}/{run.output_prefix}",
             report=f"s3://{out}/{keys.report}",
             sheet=f"s3://{out}/{keys.sheet_page(1)}",
-            csv=report["csv"],
+            csv=report.csv,
         )
 
     def _unlisted(self) -> int:

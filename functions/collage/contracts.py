@@ -292,6 +292,26 @@ class RunError(StepDocument):
     reason: str | None
 
 
+class RunReport(StepDocument):
+    """The run report's head (`report_TIMESTAMP.json`); its `creators` (one CreatorResult each,
+    as many as the run had) are streamed after it, and the contact sheet reads it."""
+
+    run_id: str
+    status: RunStatus
+    error: RunError | None = None
+    superseded: str | None = None
+    trigger: Literal["s3", "sqs"]
+    source: str  # s3://bucket/key the run was started for
+    csv: str | None = None  # where its CSV was parked (None when there was nothing to park)
+    timestamp: str
+    finished_at: str
+    config: dict[str, Any]
+    totals: RunTotals
+    row_issues: list[dict[str, Any]]  # by line; the first ones when there are very many
+    row_issues_unlisted: int = 0
+    row_issues_all: str | None = None  # every row issue, beside the report, when unlisted
+
+
 class RunSummary(StepDocument):
     """The execution's output (and `collage run`'s stdout); DidRunSucceed reads `status`."""
 

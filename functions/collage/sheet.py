@@ -24,7 +24,7 @@ from html import escape
 from typing import IO, Any
 from urllib.parse import quote
 
-from collage.contracts import CreatorResult
+from collage.contracts import CreatorResult, RunReport
 from collage.layout import RunLayout
 
 # Entries (problem listings and thumbnails) a page: ~1 MB of thumbnails. The aggregate function's
@@ -140,7 +140,7 @@ class ContactSheet:
     def page_count(self) -> int:
         return max(1, -(-sum(self.counts.values()) // PAGE_SIZE))
 
-    def pages(self, report: Mapping[str, Any]) -> Iterator[tuple[str, IO[bytes]]]:
+    def pages(self, report: RunReport) -> Iterator[tuple[str, IO[bytes]]]:
         """(key, page) for every page, page 1 first; each page is read before the next is made."""
         total = self.page_count()
         entries = self._entries()
@@ -166,8 +166,8 @@ class ContactSheet:
             for line in spool:
                 yield part, line.rstrip(b"\n")
 
-    def _head(self, report: Mapping[str, Any], number: int, total: int) -> str:
-        title = f"Run {text(report.get('run_id', ''))}"
+    def _head(self, report: RunReport, number: int, total: int) -> str:
+        title = f"Run {text(report.run_id)}"
         head = (
             '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
             f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">'
@@ -177,19 +177,19 @@ class ContactSheet:
         )
         return head + (self._summary(report) if number == 1 else "")
 
-    def _summary(self, report: Mapping[str, Any]) -> str:
+    def _summary(self, report: RunReport) -> str:
         json_link = (
             f'<a href="{link(self.keys.report, self.base)}">'
             f"{text(posixpath.basename(self.keys.report))}</a>"
         )
-        status = text(report.get("status", ""))
-        error = report.get("error") or {}
-        why = f" ({text(error.get('stage'))} step: {text(error.get('reason'))})" if error else ""
+        status = text(report.status)
+        error = report.error
+        why = f" ({text(error.stage)} step: {text(error.reason)})" if error else ""
         return (
             f'<p>Status: <b class="{status}" id="status">{status}</b>{why}'
-            f" &middot; source <code>{text(report.get('source', ''))}</code>"
+            f" &middot; source <code>{text(report.source)}</code>"
             f" &middot; full report: {json_link}</p>"
-            + totals_table(report.get("totals") or {})
+            + totals_table(report.totals.model_dump())
             + row_issues_section(report)
         )
 
@@ -240,9 +240,9 @@ def totals_table(totals: Mapping[str, Any]) -> str:
     return f'<h2>Totals</h2><table class="totals">{"".join(rows)}</table>'
 
 
-def row_issues_section(report: Mapping[str, Any]) -> str:
+def row_issues_section(report: RunReport) -> str:
     """The rejected (and warned) rows the report lists: line, column, value, reason."""
-    issues = list(report.get("row_issues") or [])
+    issues = report.row_issues
     if not issues:
         return ""
     rows = "".join(
@@ -252,9 +252,7 @@ def row_issues_section(report: Mapping[str, Any]) -> str:
         f"<td>{text(issue.get('severity', ''))}</td></tr>"
         for issue in issues[:ROW_ISSUES_SHOWN]
     )
-    unlisted = (
-        len(issues) - min(len(issues), ROW_ISSUES_SHOWN) + report.get("row_issues_unlisted", 0)
-    )
+    unlisted = len(issues) - min(len(issues), ROW_ISSUES_SHOWN) + report.row_issues_unlisted
     more = f"<p>{unlisted:,} more in the full report.</p>" if unlisted else ""
     return (
         '<h2>Rows rejected or warned</h2><table class="row-issues"><tr><th>line</th>'

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 
 from collage import sheet
-from collage.contracts import CreatorResult
+from collage.contracts import CreatorResult, RunReport
 from collage.layout import RunLayout
 from collage.sheet import ContactSheet
 
@@ -40,9 +40,15 @@ REPORT = {
     "status": "completed_with_failures",
     "error": None,
     "source": "s3://in/csv-files/c.csv",
+    "trigger": "s3",
+    "timestamp": "20250119T103000Z",
+    "finished_at": "2025-01-19T10:31:00+00:00",
+    "config": {},
     "totals": {
         "creators": {"total": 3, "succeeded": 1, "partial": 1, "failed": 1},
+        "covers": {"downloaded": 5, "failed": 1, "cut": 0, "bytes": 5000},
         "collages": 2,
+        "rows": {"used": 7, "rejected": 1, "warnings": 0},
     },
     "row_issues": [
         {"line": 9, "severity": "error", "column": "cover_url", "value": HOSTILE, "message": "bad"}
@@ -56,7 +62,8 @@ def pages(records: list[dict], report: dict = REPORT) -> dict[str, str]:
     with ContactSheet(RunLayout(run)) as contact:
         for each in records:
             contact.add(CreatorResult.model_validate(each))
-        return {key: page.read().decode() for key, page in contact.pages(report)}
+        written = contact.pages(RunReport.model_validate(report))
+        return {key: page.read().decode() for key, page in written}
 
 
 class Text(HTMLParser):
@@ -120,7 +127,14 @@ def test_totals_and_rejected_rows_on_page_one():
         "creators.succeeded": "1",
         "creators.partial": "1",
         "creators.failed": "1",
+        "covers.downloaded": "5",
+        "covers.failed": "1",
+        "covers.cut": "0",
+        "covers.bytes": "5,000",
         "collages": "2",
+        "rows.used": "7",
+        "rows.rejected": "1",
+        "rows.warnings": "0",
     }
     assert f"<code>{html.escape(HOSTILE)}</code>" in page and ">9</td>" in page
 
