@@ -46,11 +46,9 @@ def process_creator(
     item = request.item
     name = item.name or safe_segment(item.creator)
     record_key = RunLayout(request.run).result(name)
-    previous = store.get_json(temp_bucket, record_key)
-    if previous:
-        earlier = CreatorResult.model_validate(previous)
-        if earlier.done:
-            return CreatorOutcome(earlier, skipped=True)
+    earlier = _earlier_result(store.get_json(temp_bucket, record_key))
+    if earlier and earlier.done:
+        return CreatorOutcome(earlier, skipped=True)
 
     try:
         policy = FetchPolicy.from_config(request.config, address_guard)
@@ -62,6 +60,17 @@ def process_creator(
         result = CreatorResult.failed(item.creator, name, f"{type(error).__name__}: {error}")
     store.put_json(temp_bucket, record_key, result.model_dump(mode="json"))
     return CreatorOutcome(result)
+
+
+def _earlier_result(record: Any) -> CreatorResult | None:
+    """An earlier attempt's result; None when there is none or it cannot be read (then the
+    creator is rendered again and the record rewritten)."""
+    from pydantic import ValidationError
+
+    try:
+        return CreatorResult.model_validate(record) if record else None
+    except ValidationError:
+        return None
 
 
 def _render_and_store(

@@ -191,3 +191,12 @@ def test_s3_access_denied_is_recorded_not_retried(buckets, server, monkeypatch):
     assert s3.count("PutObject", "/collages/") == 1 and waits.botocore_backoff == []
     assert record.status == "failed" and "AccessDenied" in record.error
     assert buckets.store.get_json(buckets["temp"], RECORD)["status"] == "failed"
+
+
+def test_an_unreadable_earlier_record_is_rendered_again(buckets, server):
+    buckets.store.put_json(buckets["temp"], RECORD, {"creator": "alice", "status": "done?"})
+
+    outcome = render(buckets, item(server))
+
+    assert not outcome.skipped and outcome.result.status == "ok"
+    assert buckets.store.get_json(buckets["temp"], RECORD)["status"] == "ok"
