@@ -340,9 +340,9 @@ def test_settings_are_parameters_with_constraints(template):
 def test_the_readme_permissions_table_is_generated_from_the_template(resources):
     from scripts import permissions_table
 
-    readme = (ROOT / "README.md").read_text()
+    readme = (ROOT / "docs" / "permissions.md").read_text()
     table = permissions_table.markdown(resources)
-    assert table in readme, "run: python scripts/permissions_table.py --write README.md"
+    assert table in readme, "run: python scripts/permissions_table.py --write docs/permissions.md"
     rows = permissions_table.rows(resources)
     assert ("AggregateFunction", "`s3:GetObject`", "`TempBucket/map-results/*`") in rows
     assert {who for who, _, _ in rows} == {
