@@ -1,4 +1,4 @@
-"""Processing settings: one model, with the ranges the README lists, validated by pydantic.
+"""Processing settings: one model, with the ranges docs/operations.md lists, validated by pydantic.
 
 Every setting has a default (the seed system's), can be set for a whole stack through an
 environment variable (`COLLAGE_<NAME>`, filled from template parameters), and can be

@@ -1,7 +1,7 @@
 """The object key an S3 "Object Created" event names, whether or not the event URL-encoded it.
 
 S3's own notifications (to SQS, SNS, Lambda) give the key form-encoded (`a b+c.csv` arrives as
-`a+b%2Bc.csv`); whether its EventBridge events do is not stated the same way (the README's
+`a+b%2Bc.csv`); whether its EventBridge events do is not stated the same way (docs/deploy.md's
 deploy checklist asks). A key that would read differently decoded is looked up both ways, and
 the one S3 holds (with the event's ETag when both exist) is the run's. Any other key is taken
 as given, with no S3 call.

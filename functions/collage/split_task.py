@@ -75,7 +75,7 @@ def _open_csv(run: Run, store: Store, temp_bucket: str) -> Any:
     execution of this run parked; None when the key holds a later upload (superseded).
 
     S3 answers a missing key with 403 instead of 404 when the caller may not list the bucket
-    (or, perhaps, when its ListBucket grant has an s3:prefix condition: see the README's
+    (or, perhaps, when its ListBucket grant has an s3:prefix condition: see docs/deploy.md's
     deploy checklist), so a 403 on the upload also moves on to the parked keys. That is safe:
     each of them holds this run's own CSV.
     """

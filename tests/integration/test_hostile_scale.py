@@ -1,6 +1,6 @@
 """Hostile shapes at scale: 200,000 creators with one cover each, and one creator with 100,000
 covers. Each step runs in a child process (the split benchmark's), so its peak RSS is its own,
-and must stay within the bound the README's Scale section gives (512 MB, half the functions'
+and must stay within the bound docs/failure-modes.md gives (512 MB, half the functions'
 1,024 MB)."""
 
 from __future__ import annotations

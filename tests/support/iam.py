@@ -31,7 +31,7 @@ does not prove what moto does not evaluate):
   404). Whether a ListBucket grant with an `s3:prefix` condition counts is not documented (the
   read has no prefix): `list_prefix_condition="key"` evaluates the condition with the key as
   the prefix (the grant counts for keys under it), `"absent"` treats the key as missing from
-  the request (the grant never counts). The README's deploy checklist asks which one AWS does.
+  the request (the grant never counts). docs/deploy.md's checklist asks which one AWS does.
 - Distributed Map children run inside moto, not through StartExecution: the state machine's
   StartExecution-on-itself grant is not exercised here.
 """
