@@ -28,10 +28,8 @@ import unicodedata
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from urllib.parse import urlsplit
 
-from collage.config import MAX_URL_LENGTH
-from collage.engine.url_guard import scrub_text
+from collage.engine.url_guard import scrub_text, url_problem
 
 REQUIRED_COLUMNS = ("creator_name", "cover_url")
 MAX_CREATOR_NAME_LENGTH = 512
@@ -81,20 +79,27 @@ def file_encoding(head: bytes) -> str:
     BOM), "utf-16" (a UTF-16 BOM), a guess from GUESSED_ENCODINGS, or "utf-8"."""
     if head.startswith(codecs.BOM_UTF8):
         return "utf-8-sig"
-    if head[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         return "utf-16"
     start = head[:64]  # the header's names are ASCII: in UTF-16 every other byte is NUL
-    if len(start) >= 8 and start[1::2].count(0) > len(start) // 4 and 0 not in start[0::2]:
-        return "utf-16-le"
-    if len(start) >= 8 and start[0::2].count(0) > len(start) // 4 and 0 not in start[1::2]:
-        return "utf-16-be"
+    for encoding, nul in (("utf-16-le", 1), ("utf-16-be", 0)):
+        if (
+            len(start) >= 8
+            and start[nul::2].count(0) > len(start) // 4
+            and 0 not in start[1 - nul :: 2]
+        ):
+            return encoding
+    return "cp1252" if _not_utf8(head) else "utf-8"
+
+
+def _not_utf8(head: bytes) -> bool:
+    """Bytes that are not UTF-8 with no UTF-8 character among them (one the sample cut short
+    does not count)."""
     try:
         head.decode("utf-8")
     except UnicodeDecodeError as error:
-        cut_short = error.reason == "unexpected end of data"  # a character cut by the sample
-        if not cut_short and not _UTF8_CHARACTER.search(head):
-            return "cp1252"
-    return "utf-8"
+        return error.reason != "unexpected end of data" and not _UTF8_CHARACTER.search(head)
+    return False
 
 
 def encoding_issue(encoding: str) -> RowIssue | None:
@@ -144,26 +149,6 @@ def parse_moment(text: str) -> datetime | None:
     except ValueError:
         return None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def check_url(url: str) -> str | None:
-    """Why `url` cannot be a cover URL, or None if it looks fine (reachability is checked later)."""
-    if not url:
-        return "missing cover_url"
-    if len(url) > MAX_URL_LENGTH:
-        return f"cover_url longer than {MAX_URL_LENGTH} characters"
-    if any(ch.isspace() or ord(ch) < 32 for ch in url):
-        return "cover_url contains whitespace or control characters"
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError for a bad port
-    except ValueError as error:
-        return f"invalid cover_url: {error}"
-    if parts.scheme.lower() not in ("http", "https"):
-        return f"cover_url scheme must be http or https, got {parts.scheme or 'none'!r}"
-    if not parts.hostname:
-        return "cover_url has no host"
-    return None
 
 
 def layout_of(header: list[str]) -> CsvLayout:
@@ -268,8 +253,8 @@ def _problem(fields: dict[str, str]) -> tuple[str, str] | None:
         return "creator_name", "missing creator_name"
     if len(creator) > MAX_CREATOR_NAME_LENGTH:
         return "creator_name", f"creator_name longer than {MAX_CREATOR_NAME_LENGTH} characters"
-    problem = check_url(fields["cover_url"])
-    return ("cover_url", problem) if problem else None
+    problem = url_problem(fields["cover_url"])
+    return ("cover_url", problem[1]) if problem else None
 
 
 # check_line's answer for a blank line (skipped, and not a data row).
