@@ -159,7 +159,8 @@ def split_csv(
             out.write(b",\n" if summary.creators else b"")
             out.write(_joined(part.items, ",\n"))
             if creators_out is not None:
-                creators_out.write(_joined(part.creators, "\n") + b"\n")
+                creators_out.write(_joined(part.creators, "\n"))
+                creators_out.write(b"\n")
             summary.rows, summary.covers = summary.rows + part.rows, summary.covers + part.covers
             summary.creators += len(part.items)
         out.write(b"]\n")
@@ -275,25 +276,23 @@ def _checked(data: bytes | _LongLine, layout: CsvLayout) -> _Chunk:
     checks the other lines; a chunk Arrow cannot read one record a line goes to Python whole."""
     if isinstance(data, _LongLine):
         return _Chunk(_CHECKED.empty_table(), [_long_line_issue(1, data.start)], 1, 1)
-    lines, parsed = _plain_lines(data), None
-    if lines:
-        parsed = _parse(data, layout)
-    if not lines or not parsed or parsed[0].num_rows + len(parsed[1]) != lines:  # quoted break
-        return _encoded(_python_rows(enumerate(data.splitlines(), 1), layout, None))
+    lines = _plain_lines(data)
+    parsed = None if lines is None else _parse(data, layout)
+    if lines is None or parsed is None or parsed[0].num_rows + len(parsed[1]) != len(lines):
+        return _encoded(_python_rows(enumerate(data.splitlines(), 1), layout, None))  # see above
     table, odd = parsed
-    numbers = pc.add(_counting(lines), 1)
+    numbers = pc.add(_counting(len(lines)), 1)
     if odd:
         numbers = numbers.filter(pc.invert(pc.is_in(numbers, pa.array(odd, pa.int64()))))
     rows, fine = _settle(table, numbers)
-    if len(odd) or not pc.all(fine).as_py():
-        slow = sorted([*odd, *numbers.filter(pc.invert(fine)).to_pylist()])
-        text = data.splitlines()
-        checked = _python_rows([(n, text[n - 1]) for n in slow], layout, lines)
-        rows = pa.concat_tables([rows.filter(fine), checked.rows]).sort_by("line")
-        return _encoded(
-            replace(checked, rows=rows, data_rows=checked.data_rows + lines - len(slow))
-        )
-    return _encoded(_Chunk(rows, [], lines, lines))
+    slow = sorted([*odd, *numbers.filter(pc.invert(fine)).to_pylist()])
+    if not slow:
+        return _encoded(_Chunk(rows, [], len(lines), len(lines)))
+    text = lines.take(pc.subtract(pa.array(slow, pa.int64()), 1)).to_pylist()
+    checked = _python_rows(zip(slow, text, strict=True), layout, len(lines))
+    rows = pa.concat_tables([rows.filter(fine), checked.rows]).sort_by("line")
+    data_rows = checked.data_rows + len(lines) - len(slow)
+    return _encoded(replace(checked, rows=rows, data_rows=data_rows))
 
 
 def _encoded(chunk: _Chunk) -> _Chunk:
@@ -302,15 +301,15 @@ def _encoded(chunk: _Chunk) -> _Chunk:
     return replace(chunk, rows=chunk.rows.set_column(0, "creator", creators))
 
 
-def _plain_lines(data: bytes) -> int | None:
-    """How many lines `data` holds, or None when Python is to read them: a lone CR ends a
-    line, or a line is over MAX_LINE_BYTES (both rare), or there are none."""
+def _plain_lines(data: bytes) -> pa.Array | None:
+    """The lines of `data` (binary, CRs kept), or None when Python is to read them: a lone CR
+    ends a line, or a line is over MAX_LINE_BYTES (both rare), or there are none."""
     if not data or (b"\r" in data and data.count(b"\r") != data.count(b"\r\n")):
         return None
     pieces = pc.list_flatten(pc.split_pattern(pa.array([data], pa.binary()), "\n"))
     if pc.max(pc.binary_length(pieces)).as_py() > MAX_LINE_BYTES:
         return None
-    return len(pieces) - data.endswith(b"\n")
+    return pieces[:-1] if data.endswith(b"\n") else pieces
 
 
 def _long_line_issue(line: int, text: bytes) -> RowIssue:
@@ -450,16 +449,15 @@ def _part(table: pa.Table, names: list[str], first: int, max_images: int, item_b
     urls = table["url"]
     if any(b'"' in chunk.buffers()[2].to_pybytes() for chunk in urls.chunks):  # rare: escape
         urls = pc.replace_substring(urls, '"', '\\"')  # (url_problem refuses `\\`, controls)
-    # One list a creator, in ids' order and, within each, the table's (one thread keeps both).
-    lists = (
-        table.set_column(table.schema.get_field_index("url"), "url", urls)
-        .group_by("id", use_threads=False)
-        .aggregate([("url", "list"), ("line", "list")])
-    )
-    counts = pc.list_value_length(lists["url_list"])
-    kept_urls = pc.list_slice(lists["url_list"], 0, max_images)
-    kept_lines = pc.cast(pc.list_slice(lists["line_list"], 0, max_images), pa.list_(pa.string()))
-    shown = pc.list_value_length(kept_urls)
+    ends = pc.run_end_encode(table["id"].combine_chunks()).run_ends.cast(pa.int64())
+    offsets = pa.concat_arrays([pa.array([0], pa.int64()), ends])  # one run a creator
+
+    def kept(values: pa.ChunkedArray) -> pa.Array:  # each creator's first max_images values
+        lists = pa.LargeListArray.from_arrays(offsets, values.combine_chunks())
+        return pc.list_slice(lists, 0, max_images)
+
+    kept_urls, kept_lines = kept(urls), kept(table["line"].cast(pa.string()))
+    counts, shown = pc.subtract(ends, offsets[:-1]), pc.list_value_length(kept_urls)
     names_json, keys_json = _json(names), _json([safe_segment(name) for name in names])
     items = pc.binary_join_element_wise(
         '{"creator":', names_json, ',"name":', keys_json,
@@ -518,11 +516,10 @@ def _json(texts: list[str]) -> pa.Array:
     return pa.array([json.dumps(text, ensure_ascii=False) for text in texts], pa.string())
 
 
-def _joined(texts: pa.Array | pa.ChunkedArray, separator: str) -> bytes:
+def _joined(texts: pa.Array, separator: str) -> pa.Buffer:
     """All of `texts` as one string, separated."""
-    texts = texts.combine_chunks() if isinstance(texts, pa.ChunkedArray) else texts
     whole = pa.LargeListArray.from_arrays(pa.array([0, len(texts)], pa.int64()), texts)
-    return pc.binary_join(whole, separator)[0].as_buffer().to_pybytes()
+    return pc.binary_join(whole, separator)[0].as_buffer()
 
 
 def _without_repeats(
