@@ -11,7 +11,6 @@ of the creators' first appearance. Apache Arrow does the work in two passes, in 
 
 from __future__ import annotations
 
-import codecs
 import json
 import re
 import tempfile
@@ -35,6 +34,7 @@ from collage.config import MAX_URL_LENGTH
 from collage.csv_input import MAX_LINE_BYTES, CsvFileError, CsvLayout, RowIssue
 from collage.engine.url_guard import PLAIN_URL
 from collage.naming import safe_segment
+from collage.text_encoding import ENCODING_SAMPLE, file_encoding, utf8_pieces
 
 UNDATED = -(1 << 62)  # below every date (years 1-9999): newest first puts it last
 # What Arrow settles alone. A name: nothing for str.strip to take at either end, no control,
@@ -131,12 +131,11 @@ def split_csv(
         if on_issue:
             on_issue(issue)
 
-    head = raw.read(rules.ENCODING_SAMPLE)
-    encoding = rules.file_encoding(head)
-    if guessed := rules.encoding_issue(encoding):
+    head = raw.read(ENCODING_SAMPLE)
+    if guessed := rules.encoding_issue(file_encoding(head)):
         report(guessed)
     per_part = limits.partition_creators
-    reader = _Reader(_chunks(_utf8(raw, head, encoding), limits.chunk_bytes), report)
+    reader = _Reader(_chunks(utf8_pieces(raw, head), limits.chunk_bytes), report)
     with tempfile.TemporaryDirectory(prefix="split-", dir=spill_dir) as parts:
         ds.write_dataset(
             reader.batches(per_part), parts, schema=_ROWS, format="arrow",
@@ -166,15 +165,6 @@ def split_csv(
         out.write(b"]\n")
     summary.trim_issues(listed)
     return summary
-
-
-def _utf8(raw: IO[bytes], head: bytes, encoding: str, size: int = 1 << 20) -> Iterator[bytes]:
-    """The file's bytes as UTF-8 (`head` is its start, already read): as they are, without a
-    BOM, or transcoded from `encoding` (file_encoding's answer)."""
-    pieces = chain([head], iter(lambda: raw.read(size), b""))
-    if encoding not in ("utf-8", "utf-8-sig"):
-        return (text.encode() for text in codecs.iterdecode(pieces, encoding, "replace"))
-    return chain([next(pieces).removeprefix(codecs.BOM_UTF8)], pieces)
 
 
 @dataclass(frozen=True)
