@@ -15,6 +15,7 @@ import json
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import IO
 
 import pyarrow as pa
@@ -27,6 +28,7 @@ from collage.naming import safe_segment
 from collage.split_read import ROWS, RowReader, ahead, line_chunks
 from collage.text_encoding import ENCODING_SAMPLE, file_encoding, utf8_pieces
 
+_BY_LINE = attrgetter("line")  # issues in line order
 _COUNTS = ("rows", "rows_rejected", "row_warnings", "creators", "covers")  # SplitSummary's
 # Step Functions' limit on a state's input or output (UTF-8 bytes): each map child's input.
 PAYLOAD_LIMIT = 262_144
@@ -77,7 +79,7 @@ class SplitSummary:
             self.trim_issues(listed)
 
     def trim_issues(self, listed: int) -> None:
-        self.issues.sort(key=_line)
+        self.issues.sort(key=_BY_LINE)
         del self.issues[listed:]
 
 
@@ -178,12 +180,8 @@ def _part(table: pa.Table, names: list[str], first: int, max_images: int, item_b
     creators = pc.binary_join_element_wise("[", names_json, ",", keys_json, "]", "")
     items, oversize = _bounded(items, item_bytes)
     covers = pc.sum(shown).as_py() - len(oversize)
-    issues = sorted([*repeats, *oversize], key=_line) if oversize else repeats
+    issues = sorted([*repeats, *oversize], key=_BY_LINE) if oversize else repeats
     return _Part(items, creators, table.num_rows, covers, issues)
-
-
-def _line(issue: RowIssue) -> int:
-    return issue.line
 
 
 def _bounded(items: pa.Array, item_bytes: int) -> tuple[pa.Array, list[RowIssue]]:
@@ -246,4 +244,4 @@ def _without_repeats(
         for row in table.filter(repeat).select(["id", "line", "line_min", "url"]).to_pylist()
     ]
     kept = table.filter(pc.invert(repeat)).drop_columns("line_min")
-    return kept, sorted(issues, key=_line)
+    return kept, sorted(issues, key=_BY_LINE)

@@ -148,9 +148,10 @@ def _checked(data: bytes | _LongLine, layout: CsvLayout) -> _Chunk:
     lines = _plain_lines(data)
     parsed = None if lines is None else _parse(data, layout)
     if lines is None or parsed is None or parsed[0].num_rows + len(parsed[1]) != len(lines):
-        return _encoded(_python_rows(enumerate(data.splitlines(), 1), layout, None))  # see above
+        every = data.splitlines()
+        return _encoded(_python_rows(enumerate(every, 1), layout, len(every)))
     table, odd = parsed
-    numbers = pc.add(_counting(len(lines)), 1)
+    numbers = pc.cumulative_sum(pa.repeat(pa.scalar(1, pa.int64()), len(lines)))  # 1, 2, ...
     if odd:
         numbers = numbers.filter(pc.invert(pc.is_in(numbers, pa.array(odd, pa.int64()))))
     rows, fine = _settle(table, numbers)
@@ -186,12 +187,10 @@ def _long_line_issue(line: int, text: bytes) -> RowIssue:
     return RowIssue(line, f"line longer than {MAX_LINE_BYTES:,} bytes", value=start)
 
 
-def _python_rows(
-    lines: Iterable[tuple[int, bytes]], layout: CsvLayout, count: int | None
-) -> _Chunk:
-    """csv_input's rules on each (line number, line); `count` lines in all (None: the last)."""
+def _python_rows(lines: Iterable[tuple[int, bytes]], layout: CsvLayout, count: int) -> _Chunk:
+    """csv_input's rules on each (line number, line) of a chunk of `count` lines."""
     issues: list[RowIssue] = []
-    rows, data_rows, number = [], 0, 0
+    rows, data_rows = [], 0
     for number, line in lines:
         if len(line) > MAX_LINE_BYTES:
             issues.append(_long_line_issue(number, line))
@@ -203,7 +202,7 @@ def _python_rows(
             rows.append((row.creator, row.url, _moment_key(row.updated_at), row.line))
     columns = list(zip(*rows, strict=True)) or [()] * 4
     table = pa.Table.from_arrays(columns, schema=_CHECKED)
-    return _Chunk(table, issues, data_rows, number if count is None else count)
+    return _Chunk(table, issues, data_rows, count)
 
 
 def _parse(data: bytes, layout: CsvLayout) -> tuple[pa.Table, list[int]] | None:
@@ -280,11 +279,6 @@ def _stamp_keys(stamp: pa.ChunkedArray | None, rows: int) -> tuple[pa.Array, pa.
 def _moment_key(stamp: str) -> int:
     moment = rules.parse_moment(stamp)
     return UNDATED if moment is None else (moment - _EPOCH) // timedelta(microseconds=1)
-
-
-def _counting(count: int) -> pa.Array:
-    """0, 1, ..., count - 1."""
-    return pc.subtract(pc.cumulative_sum(pa.repeat(pa.scalar(1, pa.int64()), count)), 1)
 
 
 def ahead[T, R](function: Callable[[T], R], items: Iterable[T], depth: int = 2) -> Iterator[R]:
