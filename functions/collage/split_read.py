@@ -145,23 +145,25 @@ def _checked(data: bytes | _LongLine, layout: CsvLayout) -> _Chunk:
     checks the other lines; a chunk Arrow cannot read one record a line goes to Python whole."""
     if isinstance(data, _LongLine):
         return _Chunk(_CHECKED.empty_table(), [_long_line_issue(1, data.start)], 1, 1)
-    lines = _plain_lines(data)
-    parsed = None if lines is None else _parse(data, layout)
-    if lines is None or parsed is None or parsed[0].num_rows + len(parsed[1]) != len(lines):
+    line_ends = _line_ends(data)
+    parsed = None if line_ends is None else _parse(data, layout)
+    if line_ends is None or parsed is None or len(parsed[0]) + len(parsed[1]) != len(line_ends):
         every = data.splitlines()
         return _encoded(_python_rows(enumerate(every, 1), layout, len(every)))
     table, odd = parsed
-    numbers = pc.cumulative_sum(pa.repeat(pa.scalar(1, pa.int64()), len(lines)))  # 1, 2, ...
+    count = len(line_ends)
+    numbers = pc.cumulative_sum(pa.repeat(pa.scalar(1, pa.int64()), count))  # 1, 2, ...
     if odd:
         numbers = numbers.filter(pc.invert(pc.is_in(numbers, pa.array(odd, pa.int64()))))
     rows, fine = _settle(table, numbers)
     slow = sorted([*odd, *numbers.filter(pc.invert(fine)).to_pylist()])
     if not slow:
-        return _encoded(_Chunk(rows, [], len(lines), len(lines)))
-    text = lines.take(pc.subtract(pa.array(slow, pa.int64()), 1)).to_pylist()
-    checked = _python_rows(zip(slow, text, strict=True), layout, len(lines))
+        return _encoded(_Chunk(rows, [], count, count))
+    bounds = [0, *pc.add(line_ends, 1).to_pylist()]  # line n: bounds[n - 1] to bounds[n] - 1
+    text = [(n, data[bounds[n - 1] : bounds[n] - 1]) for n in slow]
+    checked = _python_rows(text, layout, count)
     rows = pa.concat_tables([rows.filter(fine), checked.rows]).sort_by("line")
-    data_rows = checked.data_rows + len(lines) - len(slow)
+    data_rows = checked.data_rows + count - len(slow)
     return _encoded(replace(checked, rows=rows, data_rows=data_rows))
 
 
@@ -171,15 +173,18 @@ def _encoded(chunk: _Chunk) -> _Chunk:
     return replace(chunk, rows=chunk.rows.set_column(0, "creator", creators))
 
 
-def _plain_lines(data: bytes) -> pa.Array | None:
-    """The lines of `data` (binary, CRs kept), or None when Python is to read them: a lone CR
-    ends a line, or a line is over MAX_LINE_BYTES (both rare), or there are none."""
+def _line_ends(data: bytes) -> pa.Array | None:
+    """Where each line of `data` ends (at its LF, or the end of `data`), or None when Python is
+    to read them: a lone CR ends a line, or a line is over MAX_LINE_BYTES (both rare), or
+    there are none."""
     if not data or (b"\r" in data and data.count(b"\r") != data.count(b"\r\n")):
         return None
     pieces = pc.list_flatten(pc.split_pattern(pa.array([data], pa.binary()), "\n"))
-    if pc.max(pc.binary_length(pieces)).as_py() > MAX_LINE_BYTES:
+    lengths = pc.binary_length(pieces).cast(pa.int64())
+    if pc.max(lengths).as_py() > MAX_LINE_BYTES:
         return None
-    return pieces[:-1] if data.endswith(b"\n") else pieces
+    ends = pc.subtract(pc.cumulative_sum(pc.add(lengths, 1)), 1)
+    return ends[:-1] if data.endswith(b"\n") else ends
 
 
 def _long_line_issue(line: int, text: bytes) -> RowIssue:
