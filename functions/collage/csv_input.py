@@ -4,11 +4,8 @@
 not settle; tests/support/reference_csv.py reads it line by line with these same rules.
 
 How the file is read (the README's failure-mode table says the same):
-- UTF-8, a BOM is fine; UTF-16 with a BOM is transcoded. Without a BOM, `file_encoding` looks
-  at the first 64 KiB: UTF-16 shows as NUL bytes between the header's letters, and bytes that
-  are not UTF-8 with no UTF-8 character among them are Windows-1252 (Excel's "CSV" on Western
-  systems; Latin-1 is a part of it). Either guess is reported on line 1. In a UTF-8 file,
-  invalid UTF-8 makes its row an issue.
+- In UTF-8 (a BOM is fine), UTF-16 or Windows-1252, as collage.text_encoding finds; a guess
+  is reported on line 1. In a UTF-8 file, invalid UTF-8 makes its row an issue.
 - Every physical line (ended by LF, CRLF or a lone CR) is one record, parsed as the csv module
   parses it. A quote that opens a field and does not close on its line makes that line a
   malformed record: a field never runs on into the next line, so one stray quote cannot swallow
@@ -21,32 +18,19 @@ How the file is read (the README's failure-mode table says the same):
 
 from __future__ import annotations
 
-import codecs
 import csv
-import re
 import unicodedata
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from urllib.parse import urlsplit
 
-from collage.config import MAX_URL_LENGTH
-from collage.engine.url_guard import scrub_text
+from collage.engine.url_guard import scrub_text, url_problem
+from collage.text_encoding import GUESSED_ENCODINGS
 
 REQUIRED_COLUMNS = ("creator_name", "cover_url")
 MAX_CREATOR_NAME_LENGTH = 512
 MAX_LINE_BYTES = 1 << 20  # a longer line is reported and skipped unread
-ENCODING_SAMPLE = 1 << 16  # bytes `file_encoding` looks at
 FORMULA_STARTS = ("=", "+", "-", "@")  # a spreadsheet runs a cell that starts so
-# A UTF-8 character of 2-4 bytes: one in the sample means the file is UTF-8 with bad rows.
-_UTF8_CHARACTER = re.compile(
-    rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|[\xf0-\xf4][\x80-\xbf]{3}"
-)
-GUESSED_ENCODINGS = {
-    "utf-16-le": "UTF-16 (little-endian)",
-    "utf-16-be": "UTF-16 (big-endian)",
-    "cp1252": "Windows-1252",
-}
 MAX_QUOTED = 200  # characters of an offending value that an issue quotes
 csv.field_size_limit(MAX_LINE_BYTES)  # fields are bounded by their line, and checked by length
 
@@ -74,27 +58,6 @@ class RowIssue:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def file_encoding(head: bytes) -> str:
-    """The codec a CSV is read with, from its first ENCODING_SAMPLE bytes: "utf-8-sig" (a UTF-8
-    BOM), "utf-16" (a UTF-16 BOM), a guess from GUESSED_ENCODINGS, or "utf-8"."""
-    if head.startswith(codecs.BOM_UTF8):
-        return "utf-8-sig"
-    if head[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
-        return "utf-16"
-    start = head[:64]  # the header's names are ASCII: in UTF-16 every other byte is NUL
-    if len(start) >= 8 and start[1::2].count(0) > len(start) // 4 and 0 not in start[0::2]:
-        return "utf-16-le"
-    if len(start) >= 8 and start[0::2].count(0) > len(start) // 4 and 0 not in start[1::2]:
-        return "utf-16-be"
-    try:
-        head.decode("utf-8")
-    except UnicodeDecodeError as error:
-        cut_short = error.reason == "unexpected end of data"  # a character cut by the sample
-        if not cut_short and not _UTF8_CHARACTER.search(head):
-            return "cp1252"
-    return "utf-8"
 
 
 def encoding_issue(encoding: str) -> RowIssue | None:
@@ -144,26 +107,6 @@ def parse_moment(text: str) -> datetime | None:
     except ValueError:
         return None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def check_url(url: str) -> str | None:
-    """Why `url` cannot be a cover URL, or None if it looks fine (reachability is checked later)."""
-    if not url:
-        return "missing cover_url"
-    if len(url) > MAX_URL_LENGTH:
-        return f"cover_url longer than {MAX_URL_LENGTH} characters"
-    if any(ch.isspace() or ord(ch) < 32 for ch in url):
-        return "cover_url contains whitespace or control characters"
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError for a bad port
-    except ValueError as error:
-        return f"invalid cover_url: {error}"
-    if parts.scheme.lower() not in ("http", "https"):
-        return f"cover_url scheme must be http or https, got {parts.scheme or 'none'!r}"
-    if not parts.hostname:
-        return "cover_url has no host"
-    return None
 
 
 def layout_of(header: list[str]) -> CsvLayout:
@@ -268,8 +211,8 @@ def _problem(fields: dict[str, str]) -> tuple[str, str] | None:
         return "creator_name", "missing creator_name"
     if len(creator) > MAX_CREATOR_NAME_LENGTH:
         return "creator_name", f"creator_name longer than {MAX_CREATOR_NAME_LENGTH} characters"
-    problem = check_url(fields["cover_url"])
-    return ("cover_url", problem) if problem else None
+    problem = url_problem(fields["cover_url"])
+    return ("cover_url", problem[1]) if problem else None
 
 
 # check_line's answer for a blank line (skipped, and not a data row).

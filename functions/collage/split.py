@@ -2,75 +2,33 @@
 
 The items are one JSON array (the Distributed Map's ItemReader input), an item a line, in order
 of the creators' first appearance. Apache Arrow does the work in two passes, in bounded memory:
-1. Chunks of whole lines are parsed two at a time; Arrow's kernels settle the rows that are
-   plainly fine, csv_input's rules the others (tests/unit/test_split_equivalence.py holds the
-   two to the same answers). Rows go to an Arrow dataset in /tmp, partitioned by creator.
-2. Partition by partition, Arrow drops repeated URLs, orders each creator's rows (newest
-   `updated_at` first, undated last, ties in CSV order), cuts them and joins the items' JSON.
+1. collage.split_read checks the rows; they go to an Arrow dataset in /tmp, partitioned by
+   creator.
+2. Partition by partition (two at a time), Arrow drops repeated URLs, orders each creator's rows
+   (newest `updated_at` first, undated last, ties in CSV order), cuts them and joins the items'
+   JSON.
 """
 
 from __future__ import annotations
 
-import codecs
 import json
-import re
 import tempfile
-import unicodedata
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
-from functools import partial, reduce
-from itertools import chain
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import IO
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pa_csv
 import pyarrow.dataset as ds
 
-from collage.config import MAX_URL_LENGTH
-from collage.csv_input import (
-    BLANK,
-    ENCODING_SAMPLE,
-    MAX_CREATOR_NAME_LENGTH,
-    MAX_LINE_BYTES,
-    MAX_QUOTED,
-    CsvFileError,
-    CsvLayout,
-    RowIssue,
-    check_line,
-    check_record,
-    duplicate_issue,
-    encoding_issue,
-    file_encoding,
-    header_of,
-    layout_of,
-    parse_moment,
-    quoted,
-)
+from collage import csv_input as rules
+from collage.csv_input import CsvFileError, RowIssue
 from collage.naming import safe_segment
+from collage.split_read import ROWS, RowReader, ahead, line_chunks
+from collage.text_encoding import ENCODING_SAMPLE, file_encoding, utf8_pieces
 
-UNDATED = -(1 << 62)  # below every date (years 1-9999): newest first puts it last
-# What Arrow settles alone. A name: nothing for str.strip to take at either end, no control,
-# format or line-separator character, no U+FFFD. A URL: what check_url always passes.
-# A date: the ISO forms that Arrow casts exactly as datetime.fromisoformat parses them.
-_EDGE = r"[^\s\x{85}\p{Z}\p{C}\x{fffd}]"
-NAME_OK = rf"^{_EDGE}(?:[^\p{{Cc}}\p{{Cf}}\p{{Zl}}\p{{Zp}}\x{{fffd}}]*{_EDGE})?$"
-URL_HEAD = r"^https?://[A-Za-z0-9.-]+/"  # and then printable ASCII, no space
-_TIME = r"[T ](?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d{1,6})?"
-_ZONE = r"(?:Z|[+-](?:[01]\d|2[0-3]):[0-5]\d)"
-STAMP_NAIVE = rf"^\d{{4}}-\d\d-\d\d(?:{_TIME})?$"
-STAMP_ZONED = rf"^\d{{4}}-\d\d-\d\d{_TIME}{_ZONE}$"
-_CHECKED = pa.schema(
-    [("creator", pa.string()), ("url", pa.string()), ("key", pa.int64()), ("line", pa.int64())]
-)
-_ROWS = pa.schema([("part", pa.int32()), ("id", pa.int64()), *list(_CHECKED)[1:]])
-_BREAK = re.compile(rb"\r\n?|\n")
-_QUOTED_BYTES = 4 * MAX_QUOTED  # of a long line's start, enough for MAX_QUOTED characters
-_Fields = tuple[list[str], CsvLayout]  # a record's fields as Arrow read them, and their layout
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_BY_LINE = attrgetter("line")  # issues in line order
 _COUNTS = ("rows", "rows_rejected", "row_warnings", "creators", "covers")  # SplitSummary's
 # Step Functions' limit on a state's input or output (UTF-8 bytes): each map child's input.
 PAYLOAD_LIMIT = 262_144
@@ -121,7 +79,7 @@ class SplitSummary:
             self.trim_issues(listed)
 
     def trim_issues(self, listed: int) -> None:
-        self.issues.sort(key=lambda issue: issue.line)
+        self.issues.sort(key=_BY_LINE)
         del self.issues[listed:]
 
 
@@ -150,15 +108,14 @@ def split_csv(
             on_issue(issue)
 
     head = raw.read(ENCODING_SAMPLE)
-    encoding = file_encoding(head)
-    if guessed := encoding_issue(encoding):
+    if guessed := rules.encoding_issue(file_encoding(head)):
         report(guessed)
     per_part = limits.partition_creators
-    reader = _Reader(_chunks(_utf8(raw, head, encoding), limits.chunk_bytes), report)
+    reader = RowReader(line_chunks(utf8_pieces(raw, head), limits.chunk_bytes), report)
     with tempfile.TemporaryDirectory(prefix="split-", dir=spill_dir) as parts:
         ds.write_dataset(
-            reader.batches(per_part), parts, schema=_ROWS, format="arrow",
-            partitioning=ds.partitioning(pa.schema([_ROWS.field("part")])),
+            reader.batches(per_part), parts, schema=ROWS, format="arrow",
+            partitioning=ds.partitioning(pa.schema([ROWS.field("part")])),
             max_partitions=1 << 20, max_rows_per_group=1 << 14,  # written as they come
         )  # fmt: skip
         if not reader.data_rows:
@@ -171,7 +128,7 @@ def split_csv(
             return _part(table, names_part, first, max_images, limits.item_bytes)
 
         out.write(b"[")
-        for part in _ahead(items, range(0, len(names), per_part)):
+        for part in ahead(items, range(0, len(names), per_part)):
             for issue in part.repeats:
                 report(issue)
             out.write(b",\n" if summary.creators else b"")
@@ -184,287 +141,6 @@ def split_csv(
         out.write(b"]\n")
     summary.trim_issues(listed)
     return summary
-
-
-def _utf8(raw: IO[bytes], head: bytes, encoding: str, size: int = 1 << 20) -> Iterator[bytes]:
-    """The file's bytes as UTF-8 (`head` is its start, already read): as they are, without a
-    BOM, or transcoded from `encoding` (file_encoding's answer)."""
-    rest = iter(lambda: raw.read(size), b"")
-    if encoding in ("utf-8", "utf-8-sig"):
-        yield head.removeprefix(codecs.BOM_UTF8)
-        yield from rest
-        return
-    decoder = codecs.getincrementaldecoder(encoding)("replace")
-    for data in (head, *rest):
-        yield decoder.decode(data).encode()
-    yield decoder.decode(b"", final=True).encode()
-
-
-def _cut(data: bytes) -> int:
-    """Where the last whole line ends (a CR at the very end may be half of a CRLF: not yet)."""
-    body = data[:-1] if data.endswith(b"\r") else data
-    return max(body.rfind(b"\n"), body.rfind(b"\r")) + 1
-
-
-@dataclass(frozen=True)
-class _LongLine:
-    """A line over MAX_LINE_BYTES, skipped as it streamed past, but for its start."""
-
-    start: bytes
-
-
-def _chunks(pieces: Iterator[bytes], size: int) -> Iterator[bytes | _LongLine]:
-    """Runs of whole lines of about `size` bytes; a line longer than MAX_LINE_BYTES is skipped
-    as it streams past, unheld, and comes as a _LongLine."""
-    held, skipping, lf_may_follow = b"", False, False
-    for piece in pieces:
-        if lf_may_follow:  # the skipped line ended with a CR at the end of a piece
-            piece, lf_may_follow = piece.removeprefix(b"\n"), False
-        if skipping:  # the rest of an over-long line, up to its end
-            found = _BREAK.search(piece)
-            if not found:
-                continue
-            piece, skipping = piece[found.end() :], False
-            lf_may_follow = found.group() == b"\r" and not piece
-        data = held + piece
-        cut = _cut(data)
-        if len(data) - cut > MAX_LINE_BYTES:
-            if cut:
-                yield data[:cut]
-            yield _LongLine(data[cut : cut + _QUOTED_BYTES])
-            held, skipping = b"", True
-        elif cut >= size:
-            yield data[:cut]
-            held = data[cut:]
-        else:
-            held = data
-    if held and not skipping:
-        yield held
-
-
-@dataclass
-class _Chunk:
-    """A chunk's usable rows (creator, url, key, line) and its issues, in line order, with
-    line numbers counted from 1 in the chunk (the reader shifts them)."""
-
-    rows: pa.Table
-    issues: list[RowIssue]
-    data_rows: int  # lines that are not blank
-    lines: int
-
-
-class _Reader:
-    """Pass 1: chunks of lines into checked rows, each with its creator's id."""
-
-    def __init__(
-        self, chunks: Iterator[bytes | _LongLine], report: Callable[[RowIssue], None]
-    ) -> None:
-        too_long = CsvFileError(f"CSV header is longer than {MAX_LINE_BYTES:,} bytes")
-        data = next(chunks, b"")
-        if isinstance(data, _LongLine):
-            raise too_long
-        if not data:
-            raise CsvFileError("CSV file is empty")
-        found = _BREAK.search(data)
-        end = found.end() if found else len(data)
-        if end > MAX_LINE_BYTES + 2:  # its line break included
-            raise too_long
-        self.layout = layout_of(header_of(data[:end].decode("utf-8", "replace")))
-        self.report, self.data_rows, self.line = report, 0, 2  # the next chunk's first line
-        self.chunks = chain([data[end:]], chunks)
-        self.names = pa.array([], pa.string())  # the creators, in order of first appearance
-
-    def batches(self, per_part: int) -> Iterator[pa.RecordBatch]:
-        for chunk in _ahead(partial(_read_chunk, layout=self.layout), self.chunks):
-            shift, self.line = self.line - 1, self.line + chunk.lines
-            for issue in chunk.issues:
-                self.report(replace(issue, line=issue.line + shift))
-            self.data_rows += chunk.data_rows
-            if chunk.rows.num_rows:
-                rows = chunk.rows.set_column(3, "line", pc.add(chunk.rows["line"], shift))
-                yield self._with_ids(rows, per_part)
-
-    def _with_ids(self, rows: pa.Table, per_part: int) -> pa.RecordBatch:
-        """The rows with their creators' ids: the rank of each one's first appearance."""
-        encoded = rows["creator"].combine_chunks()
-        seen = pc.index_in(encoded.dictionary, value_set=self.names)  # null: a new creator
-        new = pc.is_null(seen)
-        ranks = pc.add(pc.cumulative_sum(new.cast(pa.int64())), len(self.names) - 1)
-        self.names = pa.concat_arrays([self.names, encoded.dictionary.filter(new)])
-        ids = pc.take(pc.if_else(new, ranks, seen.cast(pa.int64())), encoded.indices)
-        part = pc.divide(ids, per_part).cast(pa.int32())
-        columns = [part, ids, rows["url"], rows["key"], rows["line"]]
-        return pa.Table.from_arrays(columns, schema=_ROWS).combine_chunks().to_batches()[0]
-
-
-def _read_chunk(data: bytes | _LongLine, layout: CsvLayout) -> _Chunk:
-    """_checked, with the creators dictionary-encoded (on the worker, for _with_ids)."""
-    chunk = _checked(data, layout)
-    creators = pc.dictionary_encode(chunk.rows["creator"].combine_chunks())
-    chunk.rows = chunk.rows.set_column(0, "creator", creators)
-    return chunk
-
-
-def _checked(data: bytes | _LongLine, layout: CsvLayout) -> _Chunk:
-    """One chunk, on a worker thread: Arrow parses it and settles the plain rows, Python
-    checks the others; a chunk Arrow cannot read one record a line goes to Python whole."""
-    if isinstance(data, _LongLine):
-        return _Chunk(_CHECKED.empty_table(), [_long_line_issue(1, data.start)], 1, 1)
-    lines = _plain_lines(data)
-    parsed = _parse(data, layout) if lines else None
-    if not lines or not parsed or parsed[0].num_rows + len(parsed[1]) != lines:  # a quoted break
-        return _python_rows(enumerate(data.splitlines(), 1), layout)
-    table, odd = parsed
-    kept = [n for n in range(1, lines + 1) if n not in odd]
-    numbers = pa.array(kept, pa.int64()) if odd else pc.add(_counting(table.num_rows), 1)
-    fast, fine = _settle(table, numbers)
-    fast = fast.filter(fine)
-    if len(fast) == lines:
-        return _Chunk(fast, [], fast.num_rows, lines)
-    unsettled = table.append_column("line", numbers).filter(pc.invert(fine)).to_pylist()
-    fields = _projected(layout)
-    slow = [(row.pop("line"), (list(row.values()), fields)) for row in unsettled]
-    checked = _python_rows(sorted([*slow, *odd.items()], key=lambda item: item[0]), layout)
-    rows = pa.concat_tables([fast, checked.rows]).sort_by("line")
-    return _Chunk(rows, checked.issues, fast.num_rows + checked.data_rows, lines)
-
-
-def _plain_lines(data: bytes) -> int | None:
-    """How many lines `data` holds, or None when Python is to read them: a lone CR ends a
-    line, or a line is over MAX_LINE_BYTES (both rare), or there are none."""
-    if not data or (b"\r" in data and data.count(b"\r") != data.count(b"\r\n")):
-        return None
-    pieces = pc.list_flatten(pc.split_pattern(pa.array([data], pa.binary()), "\n"))
-    if pc.max(pc.binary_length(pieces)).as_py() > MAX_LINE_BYTES:
-        return None
-    return len(pieces) - data.endswith(b"\n")
-
-
-def _projected(layout: CsvLayout) -> CsvLayout:
-    """The layout of the fields Arrow reads: creator, URL and, if the file has one, updated_at."""
-    return CsvLayout(0, 1, None if layout.updated_at is None else 2, len(layout.used))
-
-
-def _long_line_issue(line: int, text: bytes) -> RowIssue:
-    start = text[:_QUOTED_BYTES].decode("utf-8", "replace")
-    return RowIssue(line, f"line longer than {MAX_LINE_BYTES:,} bytes", value=quoted(start))
-
-
-def _python_rows(lines: Iterable[tuple[int, bytes | _Fields]], layout: CsvLayout) -> _Chunk:
-    """The rules in plain Python on each (line number, line or the fields Arrow read of it:
-    the csv module's, as tests/unit/test_split_equivalence.py checks)."""
-    issues: list[RowIssue] = []
-    rows, data_rows, number = [], 0, 0
-    for number, line in lines:
-        if isinstance(line, tuple):
-            row = check_record(line[0], number, line[1], issues.append)
-        elif len(line.rstrip(b"\r\n")) > MAX_LINE_BYTES:
-            row = None
-            issues.append(_long_line_issue(number, line))
-        else:
-            row = check_line(line.decode("utf-8", "replace"), number, layout, issues.append)
-        data_rows += row is not BLANK
-        if row is not None and row is not BLANK:
-            rows.append((row.creator, row.url, _moment_key(row.updated_at), row.line))
-    columns = list(zip(*rows, strict=True)) or [()] * 4
-    return _Chunk(pa.Table.from_arrays(columns, schema=_CHECKED), issues, data_rows, number)
-
-
-def _parse(data: bytes, layout: CsvLayout) -> tuple[pa.Table, dict[int, bytes]] | None:
-    """Arrow's fields of a chunk (only the columns the rules read) and the lines whose field
-    count is off, by number; None when the chunk is not UTF-8."""
-    odd: dict[int, bytes] = {}
-
-    def set_aside(row: pa_csv.InvalidRow) -> str:
-        odd[row.number] = row.text.encode()
-        return "skip"
-
-    names = [f"c{n}" for n in range(layout.width)]
-    used = [names[at] for at in layout.used]
-    try:
-        pa.array([data], pa.binary()).cast(pa.string())  # Arrow's UTF-8 check, all at once
-        table = pa_csv.read_csv(
-            pa.py_buffer(data),
-            pa_csv.ReadOptions(column_names=names, use_threads=False, block_size=len(data) + 1),
-            pa_csv.ParseOptions(ignore_empty_lines=False, invalid_row_handler=set_aside),
-            pa_csv.ConvertOptions(
-                column_types=dict.fromkeys(used, pa.string()), include_columns=used
-            ),
-        )
-    except pa.ArrowInvalid:
-        return None
-    return table, odd
-
-
-def _settle(table: pa.Table, line: pa.Array) -> tuple[pa.Table, pa.Array]:
-    """(the rows as Arrow reads them: creator, url, key, line; which of them Arrow settles)."""
-    name, url = table[0].combine_chunks(), table[1].combine_chunks()
-    key, dated = _stamp_keys(table[2] if table.num_columns > 2 else None, len(line))
-    fine = [
-        dated,
-        pc.match_substring_regex(name, NAME_OK),
-        pc.invert(pc.starts_with(name, "'")),  # maybe a spreadsheet's text mark: csv_input's
-        pc.less_equal(pc.utf8_length(name), MAX_CREATOR_NAME_LENGTH),
-        pc.match_substring_regex(url, URL_HEAD),
-        pc.ascii_is_printable(url),
-        pc.less_equal(pc.binary_length(url), MAX_URL_LENGTH),
-    ]
-    if b" " in url.buffers()[2].to_pybytes():  # rare: then row by row
-        fine.append(pc.invert(pc.match_substring(url, " ")))
-    fast = pa.Table.from_arrays([_nfc(name), url, key, line], schema=_CHECKED)
-    return fast, reduce(pc.and_, fine)
-
-
-def _nfc(name: pa.Array) -> pa.Array:
-    """NFC as unicodedata gives it (the tables csv_input uses): Arrow's utf8_normalize does
-    not compose here. Each distinct name that is not ASCII is normalised once."""
-    others = pc.unique(pc.filter(name, pc.invert(pc.string_is_ascii(name))))
-    if not len(others):
-        return name
-    normal = pa.array([unicodedata.normalize("NFC", n) for n in others.to_pylist()], pa.string())
-    return pc.coalesce(pc.take(normal, pc.index_in(name, value_set=others)), name)
-
-
-def _stamp_keys(stamp: pa.ChunkedArray | None, rows: int) -> tuple[pa.Array, pa.Array]:
-    """(microseconds since 1970 UTC or UNDATED, whether Arrow settled the date) per row."""
-    if stamp is None:
-        return pa.repeat(pa.scalar(UNDATED, pa.int64()), rows), pa.repeat(True, rows)
-    stamp = stamp.combine_chunks()
-    keys = pc.if_else(pc.equal(pc.binary_length(stamp), 0), UNDATED, pa.nulls(rows, pa.int64()))
-    for pattern, kind in (
-        (STAMP_NAIVE, pa.timestamp("us")),
-        (STAMP_ZONED, pa.timestamp("us", "UTC")),
-    ):
-        mask = pc.match_substring_regex(stamp, pattern)
-        try:
-            values = pc.filter(stamp, mask).cast(kind).cast(pa.int64())
-        except pa.ArrowInvalid:  # a date that is none (Feb 30): Python decides those rows
-            continue
-        keys = pc.replace_with_mask(keys, mask, values)
-    return pc.fill_null(keys, 0), pc.is_valid(keys)
-
-
-def _moment_key(stamp: str) -> int:
-    moment = parse_moment(stamp)
-    return UNDATED if moment is None else (moment - _EPOCH) // timedelta(microseconds=1)
-
-
-def _counting(count: int) -> pa.Array:
-    """0, 1, ..., count - 1."""
-    return pc.subtract(pc.cumulative_sum(pa.repeat(pa.scalar(1, pa.int64()), count)), 1)
-
-
-def _ahead[T, R](function: Callable[[T], R], items: Iterable[T], depth: int = 2) -> Iterator[R]:
-    """function(item) for each item, in order, `depth` at a time on threads: Arrow releases
-    the GIL, so a 2-vCPU Lambda (3,009 MB or more) works on two chunks at once."""
-    with ThreadPoolExecutor(depth) as pool:
-        pending: deque[Future[R]] = deque()
-        for item in items:
-            pending.append(pool.submit(function, item))
-            if len(pending) >= depth:
-                yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
 
 
 @dataclass
@@ -482,41 +158,37 @@ def _part(table: pa.Table, names: list[str], first: int, max_images: int, item_b
     """Pass 2 for one partition (two run at once): dedupe, order, cut, JSON, bound."""
     table, repeats = _without_repeats(table, names, first)
     table = table.sort_by([("id", "ascending"), ("key", "descending"), ("line", "ascending")])
-    ids = table["id"].combine_chunks()
-    ends = pc.run_end_encode(ids).run_ends.cast(pa.int64())  # one run a creator
-    starts = pa.concat_arrays([pa.array([0], pa.int64()), ends[:-1]])
-    place = pc.run_end_decode(pa.RunEndEncodedArray.from_arrays(ends, starts))
-    kept = table.filter(pc.less(pc.subtract(_counting(table.num_rows), place), max_images))
-    counts = pc.subtract(ends, starts)
-    shown = pc.min_element_wise(counts, max_images)
-    offsets = pa.concat_arrays([pa.array([0], pa.int64()), pc.cumulative_sum(shown)])
-    urls = kept["url"]
-    values = [chunk.buffers()[2].to_pybytes() for chunk in urls.chunks]
-    if any(b'"' in value or b"\\" in value for value in values):  # rare: escape them
-        urls = pc.replace_substring(pc.replace_substring(urls, "\\", "\\\\"), '"', '\\"')
+    urls = table["url"]
+    if any(b'"' in chunk.buffers()[2].to_pybytes() for chunk in urls.chunks):  # rare: escape
+        urls = pc.replace_substring(urls, '"', '\\"')  # (url_problem refuses `\\`, controls)
+    ends = pc.run_end_encode(table["id"].combine_chunks()).run_ends.cast(pa.int64())
+    offsets = pa.concat_arrays([pa.array([0], pa.int64()), ends])  # one run a creator
+
+    def kept(values: pa.ChunkedArray) -> pa.Array:  # each creator's first max_images values
+        lists = pa.LargeListArray.from_arrays(offsets, values.combine_chunks())
+        return pc.list_slice(lists, 0, max_images)
+
+    kept_urls, kept_lines = kept(urls), kept(table["line"].cast(pa.string()))
+    counts, shown = pc.subtract(ends, offsets[:-1]), pc.list_value_length(kept_urls)
     names_json, keys_json = _json(names), _json([safe_segment(name) for name in names])
     items = pc.binary_join_element_wise(
         '{"creator":', names_json, ',"name":', keys_json,
-        ',"urls":["', _joined_lists(offsets, urls, '","'),
-        '"],"lines":[', _joined_lists(offsets, kept["line"].cast(pa.string()), ","),
+        ',"urls":["', pc.binary_join(kept_urls, '","'),
+        '"],"lines":[', pc.binary_join(kept_lines, ","),
         '],"cut":', pc.subtract(counts, shown).cast(pa.string()), "}", "",
     )  # fmt: skip
     creators = pc.binary_join_element_wise("[", names_json, ",", keys_json, "]", "")
     items, oversize = _bounded(items, item_bytes)
-    covers = kept.num_rows - len(oversize)
-    issues = sorted([*repeats, *oversize], key=_line) if oversize else repeats
+    covers = pc.sum(shown).as_py() - len(oversize)
+    issues = sorted([*repeats, *oversize], key=_BY_LINE) if oversize else repeats
     return _Part(items, creators, table.num_rows, covers, issues)
-
-
-def _line(issue: RowIssue) -> int:
-    return issue.line
 
 
 def _bounded(items: pa.Array, item_bytes: int) -> tuple[pa.Array, list[RowIssue]]:
     """The items, each at most `item_bytes`: one over it loses its last covers (in tile order,
     the oldest) until it fits, with a warning naming each cover's row. Rare (100 covers of
-    2,048-character URLs fit; URLs full of `"` or `\\`, which JSON doubles, may not), so
-    done in Python, on the few items over the bound only."""
+    2,048-character URLs fit; URLs full of `"`, which JSON doubles, may not), so done in
+    Python, on the few items over the bound only."""
     if len(items) == 0 or pc.max(pc.binary_length(items)).as_py() <= item_bytes:
         return items, []
     texts, issues = items.to_pylist(), []
@@ -529,44 +201,33 @@ def _bounded(items: pa.Array, item_bytes: int) -> tuple[pa.Array, list[RowIssue]
 
 def _fitted(item: dict, item_bytes: int) -> tuple[str, list[RowIssue]]:
     """The item's JSON cut to `item_bytes` from its last cover, and an issue per cover cut."""
-
-    def encoded() -> bytes:
-        return json.dumps(item, ensure_ascii=False, separators=(",", ":")).encode()
-
-    size, cut = len(encoded()), []
-    while size > item_bytes and len(item["urls"]) > 1:
-        url, line = item["urls"].pop(), item["lines"].pop()
-        cut.append((line, url))
-        size -= len(json.dumps(url, ensure_ascii=False).encode()) + len(str(line)) + 2
-        if size <= item_bytes:  # the estimate leaves out the digits of "cut": measure
-            size = len(encoded()) + len(str(item["cut"] + len(cut))) - len(str(item["cut"]))
-    item["cut"] += len(cut)
+    cut: list[tuple[int, str]] = []
+    while len(text := _dumps(item).encode()) > item_bytes and len(item["urls"]) > 1:
+        cut.append((item["lines"].pop(), item["urls"].pop()))
+        item["cut"] += 1
     message = (
         f"cover not rendered: {len(cut)} of the creator's covers (the oldest) cut to keep its "
         f"map item within Step Functions' {PAYLOAD_LIMIT:,}-byte payload limit"
     )
     issues = [
-        RowIssue(line, message, "warning", item["creator"], "cover_url", quoted(url))
+        RowIssue(line, message, "warning", item["creator"], "cover_url", rules.quoted(url))
         for line, url in reversed(cut)
     ]
-    return encoded().decode(), issues
+    return text.decode(), issues
+
+
+def _dumps(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 def _json(texts: list[str]) -> pa.Array:
     return pa.array([json.dumps(text, ensure_ascii=False) for text in texts], pa.string())
 
 
-def _joined_lists(offsets: pa.Array, values: pa.ChunkedArray, separator: str) -> pa.Array:
-    """Each creator's values (offsets[n]:offsets[n+1]) joined into one string."""
-    lists = pa.LargeListArray.from_arrays(offsets, values.combine_chunks())
-    return pc.binary_join(lists, separator)
-
-
 def _joined(texts: pa.Array, separator: str) -> pa.Buffer:
-    """All of `texts` as one buffer, separated."""
-    return _joined_lists(
-        pa.array([0, len(texts)], pa.int64()), pa.chunked_array([texts]), separator
-    )[0].as_buffer()
+    """All of `texts` as one string, separated."""
+    whole = pa.LargeListArray.from_arrays(pa.array([0, len(texts)], pa.int64()), texts)
+    return pc.binary_join(whole, separator)[0].as_buffer()
 
 
 def _without_repeats(
@@ -579,8 +240,8 @@ def _without_repeats(
     table = table.join(firsts, ["id", "url"])
     repeat = pc.not_equal(table["line"], table["line_min"])
     issues = [
-        duplicate_issue(row["line"], row["line_min"], names[row["id"] - first], row["url"])
+        rules.duplicate_issue(row["line"], row["line_min"], names[row["id"] - first], row["url"])
         for row in table.filter(repeat).select(["id", "line", "line_min", "url"]).to_pylist()
     ]
     kept = table.filter(pc.invert(repeat)).drop_columns("line_min")
-    return kept, sorted(issues, key=lambda issue: issue.line)
+    return kept, sorted(issues, key=_BY_LINE)

@@ -14,7 +14,6 @@ from typing import IO
 
 from collage.csv_input import (
     BLANK,
-    ENCODING_SAMPLE,
     MAX_LINE_BYTES,
     CoverRow,
     CsvFileError,
@@ -22,13 +21,13 @@ from collage.csv_input import (
     check_line,
     duplicate_issue,
     encoding_issue,
-    file_encoding,
     header_of,
     layout_of,
     parse_moment,
     quoted,
 )
 from collage.naming import safe_segment
+from collage.text_encoding import ENCODING_SAMPLE, file_encoding
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 

@@ -5,8 +5,9 @@ import json
 
 import pytest
 
-from collage.csv_input import CsvFileError, file_encoding
+from collage.csv_input import CsvFileError
 from collage.split import split_csv
+from collage.text_encoding import file_encoding
 
 
 def parse(text: str | bytes):

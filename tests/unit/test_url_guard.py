@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import random
 import socket
 
 import pytest
@@ -17,6 +18,7 @@ from collage.engine.url_guard import (
     normalize_suffixes,
     scrub_text,
     scrub_url,
+    url_problem,
 )
 from collage_tools.loopback import local_guard
 
@@ -313,3 +315,53 @@ def test_refusal_messages_never_show_credentials() -> None:
         with pytest.raises(UrlRefused) as info:
             check_url(url, AddressGuard())
         assert "s3cret" not in str(info.value) and "alice" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("", "missing cover_url"),
+        ("https://x.example/" + "a" * 2031, "cover_url longer than 2048 characters"),
+        ("https://x.example/a b", "cover_url contains whitespace or control characters"),
+        ("https://x.example/\u00a0", "cover_url contains whitespace or control characters"),
+        ("https://x.example/del\x7f", "cover_url contains whitespace or control characters"),
+        ("https://a.com\\@b.com/", "cover_url contains a backslash"),
+        ("https://x.example:99999/", "invalid cover_url: Port out of range 0-65535"),
+        ("https://[::1/a.jpg", "invalid cover_url: Invalid IPv6 URL"),
+        ("ftp://x.example/a.jpg", "cover_url scheme must be http or https, got 'ftp'"),
+        ("nope", "cover_url scheme must be http or https, got 'none'"),
+        ("https:///a.jpg", "cover_url has no host"),
+        ("https://x.example:0/a.jpg", "invalid cover_url: port 0"),
+    ],
+)
+def test_url_problem_says_why_in_the_reports_words(url: str, why: str) -> None:
+    """The one cover-URL rule (issue 23): the CSV's rows and every download use it."""
+    assert url_problem(url) is not None and url_problem(url)[1] == why  # type: ignore[index]
+    with pytest.raises(UrlRefused):
+        check_url(url, AddressGuard())
+    assert url_problem("https://x.example/" + "a" * 2030) is None  # 2,048 characters
+
+
+def test_what_the_splits_fast_path_passes_url_problem_passes() -> None:
+    """PLAIN_URL (Arrow's regex) may only pass URLs that url_problem passes."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from collage.engine.url_guard import PLAIN_URL
+
+    rnd = random.Random(23)
+    good = "aZ09.-_~:/?#[]@!$&'()*+,;=%\"<>^`{|}"
+    bad = "\\ \t\x7fé\u00a0\u2028"
+    heads = ["http://", "https://", "HTTP://", "ftp://", "https:/", ""]
+    hosts = ["x.example", "-.example", "a_b.example", "[::1]", "x.example:80", "", "é.example"]
+    urls = [
+        rnd.choice(heads)
+        + rnd.choice(hosts)
+        + rnd.choice(["/", "/", "/", "?", ""])
+        + "".join(rnd.choices(good + bad * (n % 2), k=rnd.randint(0, 9)))
+        for n in range(20_000)
+    ]
+    plain = pc.match_substring_regex(pa.array(urls), PLAIN_URL).to_pylist()
+    passed = [url for url, fine in zip(urls, plain, strict=True) if fine]
+    assert len(passed) > 500
+    assert [url for url in passed if url_problem(url)] == []

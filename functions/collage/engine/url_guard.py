@@ -11,9 +11,11 @@ from __future__ import annotations
 import ipaddress
 import re
 import socket
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
+
+from collage.config import MAX_URL_LENGTH
 
 ALLOWED_SCHEMES = ("http", "https")
 
@@ -36,8 +38,12 @@ _SECRET_NAME = re.compile(
     re.IGNORECASE,
 )
 MASK = "***"
-# Characters no valid URL carries raw; parsers disagree on them (a classic guard bypass).
-_BAD_CHARS = re.compile(r"[\x00-\x20\x7f\\]")
+# Whitespace (Unicode's, as str.isspace) and control characters: no valid URL carries them raw,
+# and parsers disagree on them (a classic guard bypass).
+_BAD_CHARS = re.compile(r"[\s\x00-\x1f\x7f]")
+# A URL this matches (RE2 syntax, for Arrow) in full, and no longer than MAX_URL_LENGTH, is one
+# url_problem passes: http(s), a plain host name, then printable ASCII but space and backslash.
+PLAIN_URL = r"^https?://[A-Za-z0-9.-]+/[!-\[\]-~]*$"
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -77,41 +83,35 @@ def blocked_reason(address: str | Address) -> str | None:
 
 
 def _v4_reason(ip: ipaddress.IPv4Address, prefix: str) -> str | None:
-    if ip.is_unspecified:
-        reason = "unspecified"
-    elif ip.is_loopback:
-        reason = "loopback"
-    elif ip.is_link_local:
-        reason = "link-local (cloud metadata)" if str(ip) == "169.254.169.254" else "link-local"
-    elif ip in _CGNAT:
-        reason = "shared (CGNAT)"
-    elif ip.is_multicast:
-        reason = "multicast"
-    elif ip.is_private:
-        reason = "private"
-    elif ip.is_reserved or not ip.is_global:
-        reason = "reserved"
-    else:
-        reason = None
+    reason = next((reason for test, reason in _V4_REASONS if test(ip)), None)
     return prefix + reason if reason else None
 
 
 def _v6_reason(ip: ipaddress.IPv6Address) -> str | None:
-    if ip.is_unspecified:
-        return "unspecified"
-    if ip.is_loopback:
-        return "loopback"
-    if ip.is_link_local:
-        return "link-local"
-    if ip in _ULA:
-        return "private (unique local)"
-    if ip.is_site_local:
-        return "site-local"
-    if ip.is_multicast:
-        return "multicast"
-    if ip.is_reserved or ip.is_private or not ip.is_global:
-        return "reserved"
-    return None
+    return next((reason for test, reason in _V6_REASONS if test(ip)), None)
+
+
+# The first that holds names the address's kind, so the order matters: the metadata address
+# is link-local too, CGNAT's is not private to ipaddress but not global either.
+_V4_REASONS: tuple[tuple[Callable[[ipaddress.IPv4Address], bool], str], ...] = (
+    (lambda ip: ip.is_unspecified, "unspecified"),
+    (lambda ip: ip.is_loopback, "loopback"),
+    (lambda ip: str(ip) == "169.254.169.254", "link-local (cloud metadata)"),
+    (lambda ip: ip.is_link_local, "link-local"),
+    (lambda ip: ip in _CGNAT, "shared (CGNAT)"),
+    (lambda ip: ip.is_multicast, "multicast"),
+    (lambda ip: ip.is_private, "private"),
+    (lambda ip: ip.is_reserved or not ip.is_global, "reserved"),
+)
+_V6_REASONS: tuple[tuple[Callable[[ipaddress.IPv6Address], bool], str], ...] = (
+    (lambda ip: ip.is_unspecified, "unspecified"),
+    (lambda ip: ip.is_loopback, "loopback"),
+    (lambda ip: ip.is_link_local, "link-local"),
+    (lambda ip: ip in _ULA, "private (unique local)"),
+    (lambda ip: ip.is_site_local, "site-local"),
+    (lambda ip: ip.is_multicast, "multicast"),
+    (lambda ip: ip.is_reserved or ip.is_private or not ip.is_global, "reserved"),
+)
 
 
 def normalize_suffixes(suffixes: Sequence[str]) -> tuple[str, ...]:
@@ -200,22 +200,42 @@ class AddressGuard:
         return addresses
 
 
-def check_url(url: str, guard: AddressGuard) -> str:
-    """Refuse a URL that is malformed, not http(s) or outside the host list; return its host."""
-    if not isinstance(url, str) or not url or _BAD_CHARS.search(url):
-        raise UrlRefused("invalid_url", f"not a valid URL: {scrub_url(str(url))}")
+def url_problem(url: str) -> tuple[str, str] | None:
+    """(refusal code, why in the CSV report's words) when `url` cannot be a cover URL; None
+    when its form is fine (its host and addresses are AddressGuard's to judge). The one rule
+    for a cover URL: the split checks each CSV row with it (collage.split's fast path passes
+    only URLs that PLAIN_URL matches, a part of what it passes), a download each URL and
+    redirect (check_url)."""
+    if not url:
+        return "invalid_url", "missing cover_url"
+    if len(url) > MAX_URL_LENGTH:
+        return "invalid_url", f"cover_url longer than {MAX_URL_LENGTH} characters"
+    if _BAD_CHARS.search(url):
+        return "invalid_url", "cover_url contains whitespace or control characters"
+    if "\\" in url:  # a parser that reads it as `/` sees another host (a classic guard bypass)
+        return "invalid_url", "cover_url contains a backslash"
     try:
         parts = urlsplit(url)
         port = parts.port
-    except ValueError:
-        raise UrlRefused("invalid_url", f"not a valid URL: {scrub_url(url)}") from None
-    scheme = parts.scheme.lower()
-    if scheme not in ALLOWED_SCHEMES:
-        shown = scheme or "none"
-        raise UrlRefused("scheme_not_allowed", f"scheme {shown} is not allowed (http, https only)")
-    host = parts.hostname
-    if not host or port == 0:
-        raise UrlRefused("invalid_url", f"not a valid URL: {scrub_url(url)}")
+    except ValueError as error:
+        return "invalid_url", f"invalid cover_url: {error}"
+    if parts.scheme.lower() not in ALLOWED_SCHEMES:
+        shown = repr(parts.scheme or "none")
+        return "scheme_not_allowed", f"cover_url scheme must be http or https, got {shown}"
+    if not parts.hostname:
+        return "invalid_url", "cover_url has no host"
+    return ("invalid_url", "invalid cover_url: port 0") if port == 0 else None
+
+
+def check_url(url: str, guard: AddressGuard) -> str:
+    """Refuse a URL that url_problem refuses or that is outside the host list; return its host."""
+    problem = url_problem(url) if isinstance(url, str) else ("invalid_url", "")
+    if problem and problem[0] == "scheme_not_allowed":
+        shown = urlsplit(url).scheme.lower() or "none"
+        raise UrlRefused(problem[0], f"scheme {shown} is not allowed (http, https only)")
+    if problem:
+        raise UrlRefused(problem[0], f"not a valid URL: {scrub_url(str(url))}")
+    host = urlsplit(url).hostname or ""
     guard.check_host(host)
     return host
 
