@@ -200,7 +200,13 @@ class AddressGuard:
         return addresses
 
 
-def url_problem(url: str) -> tuple[str, str] | None:
+# A URL the downloader follows (a redirect's Location too) may be longer than a CSV's: a CDN
+# may redirect to a presigned URL with a session token. 8 KiB is what common servers accept in
+# a request line; the CSV's own bound (MAX_URL_LENGTH) keeps map items small.
+MAX_FETCH_URL_LENGTH = 8192
+
+
+def url_problem(url: str, max_length: int = MAX_URL_LENGTH) -> tuple[str, str] | None:
     """(refusal code, why in the CSV report's words) when `url` cannot be a cover URL; None
     when its form is fine (its host and addresses are AddressGuard's to judge). The one rule
     for a cover URL: the split checks each CSV row with it (collage.split's fast path passes
@@ -208,8 +214,8 @@ def url_problem(url: str) -> tuple[str, str] | None:
     redirect (check_url)."""
     if not url:
         return "invalid_url", "missing cover_url"
-    if len(url) > MAX_URL_LENGTH:
-        return "invalid_url", f"cover_url longer than {MAX_URL_LENGTH} characters"
+    if len(url) > max_length:
+        return "invalid_url", f"cover_url longer than {max_length} characters"
     if _BAD_CHARS.search(url):
         return "invalid_url", "cover_url contains whitespace or control characters"
     if "\\" in url:  # a parser that reads it as `/` sees another host (a classic guard bypass)
@@ -229,7 +235,8 @@ def url_problem(url: str) -> tuple[str, str] | None:
 
 def check_url(url: str, guard: AddressGuard) -> str:
     """Refuse a URL that url_problem refuses or that is outside the host list; return its host."""
-    problem = url_problem(url) if isinstance(url, str) else ("invalid_url", "")
+    valid = isinstance(url, str)
+    problem = url_problem(url, MAX_FETCH_URL_LENGTH) if valid else ("invalid_url", "")
     if problem and problem[0] == "scheme_not_allowed":
         shown = urlsplit(url).scheme.lower() or "none"
         raise UrlRefused(problem[0], f"scheme {shown} is not allowed (http, https only)")
