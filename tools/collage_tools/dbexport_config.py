@@ -37,15 +37,8 @@ def safe_url(url: URL) -> str:
 def resolve_url(db: str | None, db_env: str | None, environ: Mapping[str, str] = os.environ) -> URL:
     """The database URL from --db, the variable named by --db-env, or COLLAGE_DB_URL;
     COLLAGE_DB_PASSWORD, when set, becomes (or replaces) the URL's password."""
-    if db is not None and db_env is not None:
-        raise ExportConfigError("give either --db or --db-env, not both")
-    if db is None:
-        name = db_env or URL_ENV
-        db = environ.get(name)
-        if not db:
-            raise ExportConfigError(f"no database URL: pass --db or set {name}")
     try:
-        url = sa.make_url(db.strip())
+        url = sa.make_url(_url_text(db, db_env, environ).strip())
     except (sa.exc.ArgumentError, ValueError):  # ValueError: a port that is not a number
         raise ExportConfigError(
             "the database URL is not a SQLAlchemy URL "
@@ -57,6 +50,19 @@ def resolve_url(db: str | None, db_env: str | None, environ: Mapping[str, str] =
     if url.get_backend_name() == "mysql" and "charset" not in url.query:
         url = url.update_query_dict({"charset": "utf8mb4"})  # 4-byte UTF-8 (emoji) intact
     return url
+
+
+def _url_text(db: str | None, db_env: str | None, environ: Mapping[str, str]) -> str:
+    """The URL as given: --db, else the variable --db-env names, else COLLAGE_DB_URL."""
+    if db is not None and db_env is not None:
+        raise ExportConfigError("give either --db or --db-env, not both")
+    if db is not None:
+        return db
+    name = db_env or URL_ENV
+    text = environ.get(name)
+    if not text:
+        raise ExportConfigError(f"no database URL: pass --db or set {name}")
+    return text
 
 
 def parse_since(text: str) -> datetime:

@@ -26,17 +26,11 @@ def csv_record(
 ) -> tuple[str, str, str] | None:
     """The row's (creator, URL, updated_at) for the CSV, or None when it is left out (each
     reason counted in `stats`); `positions` are the three columns' places in the row."""
-    creator = _text(row[positions[0]], stats)
+    creator = _required(row[positions[0]], stats, SKIP_NO_CREATOR)
     if creator is None:
         return None
-    if not creator:
-        stats.skipped[SKIP_NO_CREATOR] += 1
-        return None
-    url = _text(row[positions[1]], stats)
+    url = _required(row[positions[1]], stats, SKIP_NO_URL)
     if url is None:
-        return None
-    if not url:
-        stats.skipped[SKIP_NO_URL] += 1
         return None
     updated = format_updated(row[positions[2]])
     if updated is None:
@@ -45,18 +39,35 @@ def csv_record(
     return spreadsheet_safe(creator), url, updated  # the workflow reads the name back unmarked
 
 
+def _required(value: object, stats: ExportStats, blank: str) -> str | None:
+    """The value as text, or None when it is unusable or blank (counted; blank as `blank`)."""
+    text = _text(value, stats)
+    if text == "":
+        stats.skipped[blank] += 1
+        return None
+    return text
+
+
 def _text(value: object, stats: ExportStats) -> str | None:
+    """The value as stripped text ('' for NULL), or None (counted) when it is bytes that are
+    not UTF-8 or holds a line break."""
     if isinstance(value, bytes | bytearray | memoryview):
-        try:
-            value = bytes(value).decode("utf-8")
-        except UnicodeDecodeError:
-            stats.skipped[SKIP_NOT_UTF8] += 1
+        value = _decoded(bytes(value), stats)
+        if value is None:
             return None
     text = "" if value is None else str(value).strip()
     if "\n" in text or "\r" in text:
         stats.skipped[SKIP_LINE_BREAK] += 1
         return None
     return text
+
+
+def _decoded(data: bytes, stats: ExportStats) -> str | None:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        stats.skipped[SKIP_NOT_UTF8] += 1
+        return None
 
 
 def format_updated(value: object) -> str | None:
@@ -70,13 +81,21 @@ def format_updated(value: object) -> str | None:
     if isinstance(value, datetime | date):
         return value.isoformat()
     if isinstance(value, int | float | Decimal) and not isinstance(value, bool):
-        try:
-            return datetime.fromtimestamp(float(value), UTC).isoformat()
-        except (OverflowError, OSError, ValueError):
-            return None
+        return _from_epoch(value)
     if isinstance(value, bytes):
         value = value.decode("utf-8", "replace")
-    text = str(value).strip()
+    return _from_text(str(value).strip())
+
+
+def _from_epoch(seconds: int | float | Decimal) -> str | None:
+    try:
+        return datetime.fromtimestamp(float(seconds), UTC).isoformat()
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def _from_text(text: str) -> str | None:
+    """Text re-spelled in ISO form: a date stays a date, a date-time stays a date-time."""
     if not text:
         return ""
     if len(text) == 10:

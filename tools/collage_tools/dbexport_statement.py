@@ -44,15 +44,7 @@ def build_statement(
 def _table_statement(connection: Connection, source: Source, since: datetime | None) -> sa.Select:
     assert source.table is not None
     where = f"{source.schema}.{source.table}" if source.schema else source.table
-    try:
-        inspector = sa.inspect(connection)
-        available = [c["name"] for c in inspector.get_columns(source.table, schema=source.schema)]
-    except sa.exc.NoSuchTableError:
-        raise ExportError(f"table {where!r} does not exist") from None
-    except sa.exc.DBAPIError as error:
-        raise ExportError(
-            f"cannot read the columns of table {where!r}: {db_message(error)}"
-        ) from None
+    available = _table_columns(connection, source.table, source.schema, where)
     names = _match_columns(available, source.columns, f"table {where!r}")
     table = sa.table(
         quoted_name(source.table, True),
@@ -64,6 +56,19 @@ def _table_statement(connection: Connection, source: Source, since: datetime | N
     if since is not None:
         statement = statement.where(_since_clause(connection, updated, since))
     return statement
+
+
+def _table_columns(connection: Connection, table: str, schema: str | None, where: str) -> list[str]:
+    """The table's column names, as the database reports them."""
+    try:
+        inspector = sa.inspect(connection)
+        return [c["name"] for c in inspector.get_columns(table, schema=schema)]
+    except sa.exc.NoSuchTableError:
+        raise ExportError(f"table {where!r} does not exist") from None
+    except sa.exc.DBAPIError as error:
+        raise ExportError(
+            f"cannot read the columns of table {where!r}: {db_message(error)}"
+        ) from None
 
 
 def _since_clause(
@@ -94,16 +99,8 @@ def column_positions(keys: list[str], columns: Columns) -> tuple[int, int, int]:
 
 def _match_columns(available: list[str], columns: Columns, where: str) -> list[str]:
     """The actual names of the wanted columns (exact match first, then ignoring case)."""
-    found, missing = [], []
-    for wanted in columns.names():
-        if wanted in available:
-            found.append(wanted)
-            continue
-        folded = [name for name in available if name.lower() == wanted.lower()]
-        if len(folded) == 1:
-            found.append(folded[0])
-        else:
-            missing.append(wanted)
+    found = [(wanted, _find_column(wanted, available)) for wanted in columns.names()]
+    missing = [wanted for wanted, name in found if name is None]
     if missing:
         shown = ", ".join(available[:20]) or "none"
         noun = "column" if len(missing) == 1 else "columns"
@@ -111,4 +108,12 @@ def _match_columns(available: list[str], columns: Columns, where: str) -> list[s
             f"{where} has no {noun} {', '.join(repr(m) for m in missing)} (columns: {shown}); "
             "name them with --creator-col/--url-col/--updated-col or AS in the query"
         )
-    return found
+    return [name for _, name in found if name is not None]
+
+
+def _find_column(wanted: str, available: list[str]) -> str | None:
+    """`wanted` if it is there, else the one name equal to it ignoring case, else None."""
+    if wanted in available:
+        return wanted
+    folded = [name for name in available if name.lower() == wanted.lower()]
+    return folded[0] if len(folded) == 1 else None
