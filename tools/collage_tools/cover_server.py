@@ -4,6 +4,7 @@ It binds 127.0.0.1 only, keeps connections alive (so connection reuse can be mea
 `connections`), counts requests per path in `hits`, and can misbehave per path: error statuses,
 resets, slow drips, truncated or huge bodies, HTML instead of an image, redirect chains.
 Everything it does is bounded in time, and `stop()` closes open connections so nothing hangs.
+The faults themselves are in cover_faults.py.
 """
 
 from __future__ import annotations
@@ -13,35 +14,20 @@ import contextlib
 import mimetypes
 import socket
 import socketserver
-import struct
 import sys
 import threading
 import zlib
-from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
-FAULT_KINDS = ("status", "reset", "slow", "truncate", "html", "huge", "redirect")
-_BLOCK = 64 * 1024
+from collage_tools.cover_faults import FAULT_KINDS, FAULTS, Fault, Reply, fake_jpeg, redirect_chain
+
+__all__ = ["FAULT_KINDS", "CoverServer", "fake_jpeg"]
+
 _IDLE_TIMEOUT = 10.0  # an idle keep-alive connection (or a stuck client) is dropped after this
-_MAX_FAULT_SECONDS = 60.0  # no single slow response lasts longer than this
-# Starts like a JPEG so magic-byte checks pass; fault bodies need no more than that.
-_JPEG_HEAD = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00"
-
-
-def fake_jpeg(size: int) -> bytes:
-    """`size` bytes that start with JPEG magic (enough for transfer tests, not for decoding)."""
-    return (_JPEG_HEAD + bytes(max(0, size - len(_JPEG_HEAD))))[:size]
-
-
-@dataclass
-class _Fault:
-    kind: str
-    params: dict[str, Any] = field(default_factory=dict)
-    remaining: int | None = None  # None = every request; else this many, then serve normally
 
 
 class _Server(ThreadingHTTPServer):
@@ -99,7 +85,7 @@ class CoverServer:
         self.latency = latency
         self._port = port
         self._files: dict[str, tuple[bytes, str]] = {}
-        self._faults: dict[str, _Fault] = {}
+        self._faults: dict[str, Fault] = {}
         self._prefixes: dict[str, tuple[list[bytes], str]] = {}
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -190,15 +176,9 @@ class CoverServer:
         times = params.pop("times", None)
         with self._lock:
             if kind == "redirect":
-                hops = int(params.pop("hops", 1))
-                if hops < 1 or "to" not in params:
-                    raise ValueError("redirect needs hops >= 1 and to=path or URL")
-                chain = [path] + [f"{path}.hop{i}" for i in range(1, hops)]
-                targets = [*chain[1:], params["to"]]
-                for source, target in zip(chain, targets, strict=True):
-                    self._faults[source] = _Fault(kind, {**params, "to": target}, times)
+                self._faults.update(redirect_chain(path, params, times))
             else:
-                self._faults[path] = _Fault(kind, params, times)
+                self._faults[path] = Fault(kind, params, times)
         return self.url(path)
 
     def clear_faults(self) -> None:
@@ -218,28 +198,29 @@ class CoverServer:
 
     def _serve(self, handler: _Handler, *, body: bool) -> None:
         path = urlsplit(handler.path).path
+        fault, file = self._request(path, handler)
+        if self.latency > 0 and self._stopping.wait(self.latency):
+            handler.close_connection = True
+            return
+        reply = Reply(handler, path, body, self._count, self._stopping, self.base_url)
+        if fault is not None:
+            FAULTS[fault.kind](reply, file[0] if file else None, **fault.params)
+        elif file is None:
+            reply.send(404, b"not found\n", "text/plain")
+        else:
+            reply.send(200, file[0], file[1])
+
+    def _request(
+        self, path: str, handler: _Handler
+    ) -> tuple[Fault | None, tuple[bytes, str] | None]:
+        """Count the request; the fault it gets (if any) and the file at its path (if any)."""
         with self._lock:
             self.hits[path] += 1
             self.headers_seen[path] = dict(handler.headers.items())
             fault = self._faults.get(path)
-            left = fault.remaining if fault is not None else None
-            if fault is not None and left is not None:
-                if left <= 0:
-                    fault = None
-                else:
-                    fault.remaining = left - 1
-            file = self._files.get(path) or self._from_prefix(path)
-        if self.latency > 0 and self._stopping.wait(self.latency):
-            handler.close_connection = True
-            return
-        if fault is None:
-            if file is None:
-                self._send(handler, path, 404, b"not found\n", "text/plain", body=body)
-            else:
-                self._send(handler, path, 200, file[0], file[1], body=body)
-            return
-        data = file[0] if file else None
-        getattr(self, f"_fault_{fault.kind}")(handler, path, data, body=body, **fault.params)
+            if fault is not None and not fault.take():
+                fault = None
+            return fault, self._files.get(path) or self._from_prefix(path)
 
     def add_prefix(self, prefix: str, images: list[bytes], content_type: str = "image/jpeg") -> str:
         """Serve every path under `prefix` (a benchmark's millions of distinct URLs): the
@@ -255,118 +236,9 @@ class CoverServer:
                 return images[digest % len(images)], content_type
         return None
 
-    def _send(
-        self,
-        handler: _Handler,
-        path: str,
-        status: int,
-        payload: bytes,
-        content_type: str,
-        *,
-        body: bool,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        handler.send_response(status)
-        handler.send_header("Content-Type", content_type)
-        handler.send_header("Content-Length", str(len(payload)))
-        for name, value in (headers or {}).items():
-            handler.send_header(name, value)
-        handler.end_headers()
-        if body:
-            handler.wfile.write(payload)
-            self._count(path, len(payload))
-
     def _count(self, path: str, sent: int) -> None:
         with self._lock:
             self.bytes_sent[path] += sent
-
-    def _fault_status(self, handler, path, data, *, body, code=404, retry_after=None) -> None:
-        headers = {} if retry_after is None else {"Retry-After": str(retry_after)}
-        message = f"status {code}\n".encode()
-        self._send(handler, path, int(code), message, "text/plain", body=body, headers=headers)
-
-    def _fault_reset(self, handler, path, data, *, body) -> None:
-        # SO_LINGER 0: close() sends a TCP RST instead of a clean FIN.
-        handler.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        handler.close_connection = True
-
-    def _fault_html(self, handler, path, data, *, body) -> None:
-        page = b"<!doctype html><html><head><title>Login</title></head><body>nope</body></html>\n"
-        self._send(handler, path, 200, page, "text/html; charset=utf-8", body=body)
-
-    def _fault_truncate(self, handler, path, data, *, body, send=None, size=4096) -> None:
-        payload = data if data is not None else fake_jpeg(size)
-        send = len(payload) // 2 if send is None else min(int(send), len(payload))
-        handler.send_response(200)
-        handler.send_header("Content-Type", "image/jpeg")
-        handler.send_header("Content-Length", str(len(payload)))
-        handler.end_headers()
-        if body:
-            handler.wfile.write(payload[:send])
-            self._count(path, send)
-        handler.close_connection = True
-
-    def _fault_slow(
-        self, handler, path, data, *, body, bytes_per_second=20, size=1024, headers=False
-    ) -> None:
-        """Drip the body (or, with headers=True, the whole response from its status line)."""
-        payload = data if data is not None else fake_jpeg(size)
-        head = (
-            f"HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\nContent-Length: {len(payload)}\r\n\r\n"
-        ).encode()
-        if not headers:
-            handler.wfile.write(head)
-            head = b""
-        stream = head + (payload if body else b"")
-        tick = 0.05
-        piece = max(1, int(bytes_per_second * tick))
-        budget = _MAX_FAULT_SECONDS / tick
-        handler.close_connection = True
-        try:
-            for offset in range(0, len(stream), piece):
-                if budget <= 0 or (offset and self._stopping.wait(tick)):
-                    break
-                budget -= 1
-                handler.wfile.write(stream[offset : offset + piece])
-                self._count(path, max(0, min(offset + piece, len(stream)) - max(offset, len(head))))
-        except OSError:
-            pass  # the client gave up
-
-    def _fault_huge(
-        self, handler, path, data, *, body, size=64 * 1024 * 1024, declare_length=True
-    ) -> None:
-        handler.send_response(200)
-        handler.send_header("Content-Type", "image/jpeg")
-        if declare_length:
-            handler.send_header("Content-Length", str(size))
-        else:
-            handler.send_header("Transfer-Encoding", "chunked")
-        handler.end_headers()
-        handler.close_connection = True
-        if not body:
-            return
-        block = fake_jpeg(_BLOCK)
-        zeros = bytes(_BLOCK)
-        sent = 0
-        try:
-            while sent < size and not self._stopping.is_set():
-                part = (block if sent == 0 else zeros)[: size - sent]
-                if declare_length:
-                    handler.wfile.write(part)
-                else:
-                    handler.wfile.write(b"%x\r\n%b\r\n" % (len(part), part))
-                sent += len(part)
-                self._count(path, len(part))
-            if not declare_length and sent >= size:
-                handler.wfile.write(b"0\r\n\r\n")
-        except OSError:
-            pass  # the client gave up, as it should
-
-    def _fault_redirect(self, handler, path, data, *, body, to, code=302) -> None:
-        location = self.base_url + to if to.startswith("/") else to
-        self._send(
-            handler, path, int(code), b"", "text/plain", body=body, headers={"Location": location}
-        )
 
 
 def _norm(path: str) -> str:

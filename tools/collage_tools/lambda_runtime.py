@@ -33,12 +33,7 @@ the state machine's Retry and Catch, and the map's failure count, see what AWS w
 from __future__ import annotations
 
 import contextlib
-import json
-import logging
 import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -46,10 +41,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from collage_tools.lambda_worker import END_OF_LOGS, read_message, write_message
+from collage_tools.lambda_environment import Worker, WorkerGone, peak_resident
 
 DEFAULT_CONCURRENCY = 10
-PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
 @dataclass
@@ -63,6 +57,10 @@ class FunctionSpec:
     env: dict[str, str] = field(default_factory=dict)
     concurrency: int = DEFAULT_CONCURRENCY
     arn: str = ""
+
+    @property
+    def memory_bytes(self) -> int:
+        return self.memory * 1024 * 1024
 
 
 @dataclass
@@ -82,160 +80,23 @@ def error_answer(error_type: str, message: str, trace: list[str] | None = None) 
     return Answer(document, "Unhandled")
 
 
-class WorkerGone(RuntimeError):
-    """The environment ended (killed or crashed) before it answered."""
-
-
-class Worker:
-    """One execution environment: a process running one function's handler."""
-
-    def __init__(self, spec: FunctionSpec, env: dict[str, str], verbose: bool) -> None:
-        self.spec = spec
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "collage_tools.lambda_worker"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=env,
-            start_new_session=True,  # Ctrl-C reaches the command, which stops its workers
+def lost_answer(spec: FunctionSpec, request_id: str, killed_for: str | None, reason: str) -> Answer:
+    """The error Lambda answers for an environment that ended before it answered: killed at
+    the timeout, killed over its memory, or exited (`reason`: how) on its own."""
+    if killed_for == "timeout":
+        return error_answer(
+            "Sandbox.Timedout",
+            f"RequestId: {request_id} Error: Task timed out after {spec.timeout:.2f} seconds",
         )
-        self.logged = threading.Event()  # the invocation's log lines have all been forwarded
-        self._logs = threading.Thread(
-            target=forward_logs,
-            args=(self.process.stderr, spec.name, verbose, self.logged),
-            name=f"logs-{self.process.pid}",
-            daemon=True,
+    if killed_for == "memory":
+        return error_answer(
+            "Runtime.OutOfMemory",
+            f"RequestId: {request_id} Error: Runtime exited with error: signal: killed",
         )
-        self._logs.start()
-        self.killed_for: str | None = None  # "timeout" or "memory"
-        self.deadline: float | None = None  # while an invocation runs
-        self.idle_since = time.monotonic()
-        self.invocations = 0
-        self.peak_bytes = 0  # the largest VmHWM seen during this environment's invocations
-        self._lock = threading.Lock()
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def start(self, timeout: float) -> None:
-        """Wait for the cold start (the handler built) to finish."""
-        self.deadline = time.monotonic() + timeout
-        try:
-            ready = read_message(self.process.stdout)  # type: ignore[arg-type]
-        finally:
-            self.deadline = None
-        if not ready or "ready" not in ready:
-            raise WorkerGone(self._exit_reason())
-
-    def invoke(self, request: dict[str, Any], timeout: float) -> dict[str, Any]:
-        reset_peak(self.pid)
-        self.logged.clear()
-        self.deadline = time.monotonic() + timeout
-        try:
-            write_message(self.process.stdin, request)  # type: ignore[arg-type]
-            answer = read_message(self.process.stdout)  # type: ignore[arg-type]
-        except (BrokenPipeError, ValueError, OSError):
-            answer = None
-        finally:
-            self.deadline = None
-        self.invocations += 1
-        if answer is None:
-            raise WorkerGone(self._exit_reason())
-        self.logged.wait(timeout=2)  # its log lines reach the log before its answer returns
-        return dict(answer)
-
-    def kill(self, reason: str) -> None:
-        with self._lock:
-            if self.killed_for is None:
-                self.killed_for = reason
-        with contextlib.suppress(ProcessLookupError):
-            self.process.kill()
-
-    def stop(self) -> None:
-        """End an idle environment: close its input, then kill what does not leave."""
-        with contextlib.suppress(OSError):
-            self.process.stdin.close()  # type: ignore[union-attr]
-        try:
-            self.process.wait(timeout=2)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        with contextlib.suppress(OSError):
-            self.process.stdout.close()  # type: ignore[union-attr]
-        self._logs.join(timeout=2)
-
-    def _exit_reason(self) -> str:
-        try:
-            code = self.process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            code = self.process.wait()
-        if code < 0:
-            return f"signal: {signal.Signals(-code).name.removeprefix('SIG').lower()}"
-        return f"exit status {code}"
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-
-_RECORD_FIELDS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
-LOG = logging.getLogger("collage.lambda")
-
-
-def forward_logs(stream: Any, function: str, verbose: bool, logged: threading.Event) -> None:
-    """What CloudWatch Logs is to Lambda: each line a worker writes on stderr. The handlers'
-    JSON log lines become records of the `collage.lambda` logger (with their keys, such as
-    `reason`, as attributes), metric lines are dropped; with `verbose` every other line is
-    also shown on stderr as written."""
-    for raw in iter(stream.readline, b""):
-        line = raw.decode("utf-8", "replace").rstrip("\n")
-        if line.startswith(END_OF_LOGS):
-            logged.set()
-            continue
-        try:
-            document = json.loads(line)
-        except ValueError:
-            document = None
-        if not isinstance(document, dict) or "level" not in document:
-            if verbose and (document is None or "_aws" not in document):
-                sys.stderr.write(line + "\n")
-            continue
-        if verbose:  # --verbose shows every handler's log line as the function wrote it
-            sys.stderr.write(line + "\n")
-        level = logging.getLevelName(str(document.get("level", "INFO")).upper())
-        extra = {k: v for k, v in document.items() if k not in _RECORD_FIELDS}
-        extra["function"] = function
-        record = LOG.makeRecord(
-            LOG.name,
-            level if isinstance(level, int) else logging.INFO,
-            str(document.get("location", function)),
-            0,
-            str(document.get("message", "")),
-            (),
-            None,
-            extra=extra,
-        )
-        LOG.handle(record)
-    stream.close()
-
-
-def reset_peak(pid: int) -> None:
-    """Reset the process's peak resident memory (VmHWM) to its current size (Linux 4.0+)."""
-    with contextlib.suppress(OSError), open(f"/proc/{pid}/clear_refs", "w") as refs:
-        refs.write("5")
-
-
-def peak_resident(pid: int) -> int:
-    """The process's peak resident memory in bytes (VmHWM), 0 if it is gone."""
-    try:
-        with open(f"/proc/{pid}/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
+    return error_answer(
+        "Runtime.ExitError",
+        f"RequestId: {request_id} Error: Runtime exited with error: {reason}",
+    )
 
 
 class _Function:
@@ -247,6 +108,34 @@ class _Function:
         self.idle: list[Worker] = []
         self.lock = threading.Lock()
         self.cold_starts = 0
+
+    def take_idle(self) -> list[Worker]:
+        """Remove and return every warm environment (to stop or kill them)."""
+        with self.lock:
+            idle, self.idle = self.idle, []
+        return idle
+
+    def warm(self) -> Worker | None:
+        """A live warm environment, if there is one; dead ones are dropped."""
+        with self.lock:
+            while self.idle:
+                worker = self.idle.pop()
+                if worker.alive():
+                    return worker
+        return None
+
+    def park(self, worker: Worker) -> None:
+        """Keep an environment that answered warm, for the next invocation."""
+        worker.idle_since = time.monotonic()
+        with self.lock:
+            self.idle.append(worker)
+
+    def take_stale(self, now: float, idle_seconds: float) -> list[Worker]:
+        """Remove and return the environments idle for more than `idle_seconds`."""
+        with self.lock:
+            stale = [w for w in self.idle if now - w.idle_since > idle_seconds]
+            self.idle = [w for w in self.idle if w not in stale]
+        return stale
 
 
 class LambdaRuntime:
@@ -282,14 +171,11 @@ class LambdaRuntime:
         self._stopping.set()
         if self.started:
             self._monitor.join(timeout=5)
-        with self._busy_lock:
-            busy = list(self._busy)
+        busy = self._busy_workers()
         for worker in busy:
             worker.kill("stopped")
         for function in self.functions.values():
-            with function.lock:
-                idle, function.idle = function.idle, []
-            for worker in idle:
+            for worker in function.take_idle():
                 worker.stop()
         for worker in busy:
             with contextlib.suppress(Exception):
@@ -299,12 +185,9 @@ class LambdaRuntime:
         """End every worker at once, busy or idle: the process ends next (collage serve's
         Ctrl-C), so nothing is owed a graceful stop. stop() takes seconds a worker."""
         self._stopping.set()
-        with self._busy_lock:
-            workers = list(self._busy)
+        workers = self._busy_workers()
         for function in self.functions.values():
-            with function.lock:
-                workers += function.idle
-                function.idle = []
+            workers += function.take_idle()
         for worker in workers:
             with contextlib.suppress(OSError):
                 worker.process.kill()
@@ -340,103 +223,62 @@ class LambdaRuntime:
         if concurrency is not None:
             spec.concurrency = concurrency
             function.slots = threading.BoundedSemaphore(max(1, concurrency))
-        with function.lock:
-            idle, function.idle = function.idle, []
-        for worker in idle:
+        for worker in function.take_idle():
             worker.stop()
 
     # ------------------------------------------------------------------ invoking
     def invoke(self, name: str, event: Any) -> Answer:
         function = self.functions[name]
-        spec = function.spec
         request_id = str(uuid.uuid4())
-        slots = function.slots
-        with slots:
+        with function.slots:
             try:
                 worker = self._take(function)
             except WorkerGone as gone:
                 return error_answer(
                     "Runtime.ExitError",
                     f"RequestId: {request_id} Error: Runtime exited "
-                    f"with error: {gone} (while starting the handler {spec.handler})",
+                    f"with error: {gone} (while starting the handler {function.spec.handler})",
                 )
-            request = {
-                "event": event,
-                "request_id": request_id,
-                "function_name": spec.name,
-                "arn": spec.arn,
-                "memory": spec.memory,
-                "timeout": spec.timeout,
-            }
-            with self._busy_lock:
-                self._busy.add(worker)
-            try:
-                answer = worker.invoke(request, spec.timeout)
-            except WorkerGone as gone:
-                answer = None
-                reason = str(gone)
-            finally:
-                with self._busy_lock:
-                    self._busy.discard(worker)
-            result = self._settle(
-                function, worker, answer, request_id, reason if answer is None else ""
-            )
+            result = self._run(function, worker, _request(function.spec, request_id, event))
         if self.on_answer is not None:
             self.on_answer(name, result)
         return result
 
-    def _settle(
-        self,
-        function: _Function,
-        worker: Worker,
-        answer: dict[str, Any] | None,
-        request_id: str,
-        exit_reason: str,
-    ) -> Answer:
+    def _run(self, function: _Function, worker: Worker, request: dict[str, Any]) -> Answer:
+        """One invocation in `worker`, answered as Lambda answers it."""
         spec = function.spec
-        limit = spec.memory * 1024 * 1024
+        self._mark_busy(worker)
+        try:
+            answer = worker.invoke(request, spec.timeout)
+            reason = ""
+        except WorkerGone as gone:
+            answer, reason = None, str(gone)
+        finally:
+            self._mark_idle(worker)
         peak = peak_resident(worker.pid) if worker.alive() else 0
         worker.peak_bytes = max(worker.peak_bytes, peak)
-        if answer is not None and peak > limit:
+        if answer is not None and peak > spec.memory_bytes:
             worker.kill("memory")  # the cgroup would have killed it before it answered
             answer = None
-        if answer is not None:
-            worker.idle_since = time.monotonic()
-            with function.lock:
-                function.idle.append(worker)
-            if "error" in answer:
-                return Answer(answer["error"], "Unhandled")
-            return Answer(answer.get("payload"))
-        with contextlib.suppress(Exception):
-            worker.stop()
-        if worker.killed_for == "timeout":
-            return error_answer(
-                "Sandbox.Timedout",
-                f"RequestId: {request_id} Error: Task timed out after {spec.timeout:.2f} seconds",
-            )
-        if worker.killed_for == "memory":
-            return error_answer(
-                "Runtime.OutOfMemory",
-                f"RequestId: {request_id} Error: Runtime exited with error: signal: killed",
-            )
-        return error_answer(
-            "Runtime.ExitError",
-            f"RequestId: {request_id} Error: Runtime exited with error: {exit_reason}",
-        )
+        if answer is None:
+            with contextlib.suppress(Exception):
+                worker.stop()
+            return lost_answer(spec, request["request_id"], worker.killed_for, reason)
+        function.park(worker)
+        if "error" in answer:
+            return Answer(answer["error"], "Unhandled")
+        return Answer(answer.get("payload"))
 
     def _take(self, function: _Function) -> Worker:
         """A warm environment of the function, or a new one (a cold start)."""
-        with function.lock:
-            while function.idle:
-                worker = function.idle.pop()
-                if worker.alive():
-                    return worker
+        worker = function.warm()
+        if worker is not None:
+            return worker
         spec = function.spec
         env = {**self.base_env, **spec.env, "COLLAGE_LOCAL_HANDLER": spec.handler}
         worker = Worker(spec, env, verbose=not self.quiet)
         function.cold_starts += 1
-        with self._busy_lock:
-            self._busy.add(worker)  # the init phase counts against the timeout and memory too
+        self._mark_busy(worker)  # the init phase counts against the timeout and memory too
         try:
             worker.start(timeout=max(spec.timeout, 10.0))
         except WorkerGone:
@@ -444,32 +286,52 @@ class LambdaRuntime:
                 worker.stop()
             raise
         finally:
-            with self._busy_lock:
-                self._busy.discard(worker)
+            self._mark_idle(worker)
         return worker
+
+    def _mark_busy(self, worker: Worker) -> None:
+        with self._busy_lock:
+            self._busy.add(worker)
+
+    def _mark_idle(self, worker: Worker) -> None:
+        with self._busy_lock:
+            self._busy.discard(worker)
+
+    def _busy_workers(self) -> list[Worker]:
+        with self._busy_lock:
+            return list(self._busy)
 
     # ------------------------------------------------------------------ watching
     def _watch(self) -> None:
+        """The monitor: kill what runs past its deadline or memory, stop what idles too long."""
         while not self._stopping.wait(self.poll_seconds):
             now = time.monotonic()
-            with self._busy_lock:
-                busy = list(self._busy)
-            for worker in busy:
-                deadline = worker.deadline
-                if deadline is not None and now > deadline:
-                    worker.kill("timeout")
-                elif peak_resident(worker.pid) > worker.spec.memory * 1024 * 1024:
-                    worker.kill("memory")
-            self._reap_idle(now)
-
-    def _reap_idle(self, now: float) -> None:
-        for function in self.functions.values():
-            with function.lock:
-                stale = [w for w in function.idle if now - w.idle_since > self.idle_seconds]
-                function.idle = [w for w in function.idle if w not in stale]
-            for worker in stale:
-                worker.stop()
+            for worker in self._busy_workers():
+                _enforce_limits(worker, now)
+            for function in self.functions.values():
+                for worker in function.take_stale(now, self.idle_seconds):
+                    worker.stop()
 
     def environments(self) -> dict[str, int]:
         """Warm environments per function (for tests and the benchmark)."""
         return {name: len(function.idle) for name, function in self.functions.items()}
+
+
+def _request(spec: FunctionSpec, request_id: str, event: Any) -> dict[str, Any]:
+    """What a worker is handed for one invocation: the event and its context's values."""
+    return {
+        "event": event,
+        "request_id": request_id,
+        "function_name": spec.name,
+        "arn": spec.arn,
+        "memory": spec.memory,
+        "timeout": spec.timeout,
+    }
+
+
+def _enforce_limits(worker: Worker, now: float) -> None:
+    deadline = worker.deadline
+    if deadline is not None and now > deadline:
+        worker.kill("timeout")
+    elif peak_resident(worker.pid) > worker.spec.memory_bytes:
+        worker.kill("memory")

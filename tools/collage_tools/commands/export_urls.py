@@ -18,6 +18,9 @@ from typing import TYPE_CHECKING, TextIO
 from urllib.parse import quote
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
+
+    from collage_tools import dbexport
     from collage_tools.dbexport import ExportStats
 
 PROG = "collage export-urls"
@@ -103,37 +106,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         url = dbexport.resolve_url(args.db, args.db_env)
         secrets.extend(dbexport.url_secrets(url))
-        since = dbexport.parse_since(args.since) if args.since else None
-        output = Path(args.output)
-        dbexport.check_output(output)
-        if args.upload:
-            dbexport.parse_s3_url(args.upload, output.name)  # fail before the export, not after
-        if args.schema and not args.table:
-            raise dbexport.ExportConfigError("--schema goes with --table")
-        source = dbexport.Source(
-            table=args.table,
-            query=args.query,
-            schema=args.schema,
-            columns=dbexport.Columns(args.creator_col, args.url_col, args.updated_col),
-        )
-        show = args.progress == "always" or (args.progress == "auto" and sys.stderr.isatty())
-        progress = Progress(sys.stderr, args.progress_rows, args.progress_seconds) if show else None
-        stats = dbexport.export_csv(
-            url,
-            source,
-            output,
-            since=since,
-            batch=args.batch,
-            connect_timeout=args.connect_timeout,
-            on_progress=progress,
-        )
-        print(summary(stats, output), file=sys.stderr)
-        if args.upload:
-            if stats.rows == 0:
-                print(f"{PROG}: no rows, so nothing uploaded", file=sys.stderr)
-            else:
-                target = dbexport.upload(output, args.upload)
-                print(f"{PROG}: uploaded to {target}", file=sys.stderr)
+        export(args, url)
     except dbexport.ExportError as error:
         print(f"{PROG}: error: {scrub(str(error), secrets)}", file=sys.stderr)
         return error.exit_code
@@ -142,6 +115,60 @@ def run(args: argparse.Namespace) -> int:
         print(f"{PROG}: unexpected error: {scrub(message, secrets)}", file=sys.stderr)
         return 1
     return 0
+
+
+def export(args: argparse.Namespace, url: URL) -> None:
+    """Check the other arguments, export, say what was written, upload it if asked."""
+    from collage_tools import dbexport
+
+    since = dbexport.parse_since(args.since) if args.since else None
+    output = Path(args.output)
+    dbexport.check_output(output)
+    if args.upload:
+        dbexport.parse_s3_url(args.upload, output.name)  # fail before the export, not after
+    stats = dbexport.export_csv(
+        url,
+        source_for(args),
+        output,
+        since=since,
+        batch=args.batch,
+        connect_timeout=args.connect_timeout,
+        on_progress=progress_for(args),
+    )
+    print(summary(stats, output), file=sys.stderr)
+    if args.upload:
+        upload_unless_empty(output, args.upload, stats.rows)
+
+
+def source_for(args: argparse.Namespace) -> dbexport.Source:
+    """The table or query to export, and its columns' names."""
+    from collage_tools import dbexport
+
+    if args.schema and not args.table:
+        raise dbexport.ExportConfigError("--schema goes with --table")
+    return dbexport.Source(
+        table=args.table,
+        query=args.query,
+        schema=args.schema,
+        columns=dbexport.Columns(args.creator_col, args.url_col, args.updated_col),
+    )
+
+
+def progress_for(args: argparse.Namespace) -> Progress | None:
+    """Progress lines on stderr when --progress asks for them (auto: on a terminal)."""
+    show = args.progress == "always" or (args.progress == "auto" and sys.stderr.isatty())
+    return Progress(sys.stderr, args.progress_rows, args.progress_seconds) if show else None
+
+
+def upload_unless_empty(output: Path, s3_url: str, rows: int) -> None:
+    """--upload: the CSV goes up unless it has no rows."""
+    from collage_tools import dbexport
+
+    if rows == 0:
+        print(f"{PROG}: no rows, so nothing uploaded", file=sys.stderr)
+        return
+    target = dbexport.upload(output, s3_url)
+    print(f"{PROG}: uploaded to {target}", file=sys.stderr)
 
 
 def summary(stats: ExportStats, output: Path) -> str:

@@ -120,17 +120,26 @@ def follow_to_summary(
     summary = stack_client.run_summary(stack, described)
     progress.close(f"collage: {described['status']}")
     print(json.dumps(summary, indent=2, ensure_ascii=False, default=str), file=out or sys.stdout)
-    if args.download:
-        written = stack_client.download_run(stack, summary, args.download)
-        say(f"{len(written)} objects written under {args.download}")
-    elif output_dir is not None:
-        written = [p for p in output_dir.rglob("*") if p.is_file() and not _hidden(p, output_dir)]
-        say(f"{len(written)} objects written under {output_dir}")
+    say_written(stack, summary, args.download, output_dir)
     problem = stack_client.outcome(described, summary)
     if problem:
         say(problem)
     show_sheet(summary, args.download or output_dir, args.open)
     return 1 if problem else 0
+
+
+def say_written(
+    stack: Any, summary: dict[str, Any], download: Path | None, output_dir: Path | None
+) -> None:
+    """Fetch the run into `download` if asked; say how many objects are on disk, and where."""
+    from collage_tools import stack_client
+
+    if download:
+        written = stack_client.download_run(stack, summary, download)
+        say(f"{len(written)} objects written under {download}")
+    elif output_dir is not None:
+        written = [p for p in output_dir.rglob("*") if p.is_file() and not _hidden(p, output_dir)]
+        say(f"{len(written)} objects written under {output_dir}")
 
 
 def _hidden(path: Path, folder: Path) -> bool:
