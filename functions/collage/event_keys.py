@@ -20,8 +20,13 @@ def uploaded_key(store: Store, bucket: str, key: str, etag: str | None) -> str:
     if decoded == key:
         return key
     found = {k: _etag(store, bucket, k) for k in (key, decoded)}
+    return _the_upload(found, (etag or "").strip('"'), key)
+
+
+def _the_upload(found: dict[str, str | None], etag: str, key: str) -> str:
+    """Of the keys S3 holds, the one with the event's ETag; else the only one; else `key`."""
     present = [k for k, tag in found.items() if tag is not None]
-    matching = [k for k in present if etag and found[k] == etag.strip('"')]
+    matching = [k for k in present if etag and found[k] == etag]
     if matching:
         return matching[0]
     return present[0] if len(present) == 1 else key
