@@ -25,11 +25,10 @@ def uploaded_key(store: Store, bucket: str, key: str, etag: str | None) -> str:
 
 def _the_upload(found: dict[str, str | None], etag: str, key: str) -> str:
     """Of the keys S3 holds, the one with the event's ETag; else the only one; else `key`."""
-    present = [k for k, tag in found.items() if tag is not None]
-    matching = [k for k in present if etag and found[k] == etag]
-    if matching:
-        return matching[0]
-    return present[0] if len(present) == 1 else key
+    present = {k: tag for k, tag in found.items() if tag is not None}
+    if len(present) == 1:
+        return next(iter(present))
+    return next((k for k, tag in present.items() if tag == etag), key)
 
 
 def _etag(store: Store, bucket: str, key: str) -> str | None:
