@@ -49,7 +49,8 @@ def _finished_files(out: Path, creators: dict[str, Path]) -> dict[Path, int]:
     return files
 
 
-def test_a_killed_run_resumes_without_rendering_a_finished_creator_again(tmp_path, capsys):
+@pytest.mark.parametrize("trigger", ["csv", "message"])
+def test_a_killed_run_resumes_without_rendering_a_finished_creator_again(trigger, tmp_path, capsys):
     with CoverServer(latency=0.1) as server:
         cover = make_cover(5, (216, 384))
         rows = [
@@ -59,7 +60,12 @@ def test_a_killed_run_resumes_without_rendering_a_finished_creator_again(tmp_pat
         ]
         source, out = tmp_path / "month.csv", tmp_path / "out"
         source.write_text(csv_text(rows))
-        command = [sys.executable, "-c", RUN, "run", str(source), "--out", str(out)]
+        if trigger == "message":  # the same CSV inside an SQS message (--message)
+            body = {"processing_type": "csv_data", "csv_data": csv_text(rows)}
+            source = tmp_path / "message.json"
+            source.write_text(json.dumps({**body, "output_prefix": "resumed"}))
+        given = ["--message", str(source)] if trigger == "message" else [str(source)]
+        command = [sys.executable, "-c", RUN, "run", *given, "--out", str(out)]
         command += ["--allow-loopback", "--concurrency", "1"]
         first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         ends = time.monotonic() + 240

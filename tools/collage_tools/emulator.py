@@ -43,6 +43,7 @@ triggers.py bridges 3 and 4 when they run by themselves.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -177,6 +178,11 @@ class LocalStack:
         self._clients: dict[str, Any] = {}  # service -> client (sqs, lambda, iam)
         self.names: dict[str, str] = {}  # logical id -> physical name / ARN / URL
         self._inline = InlineCalls()  # handler calls under way (stop_runs waits for them)
+        # SQS messages by their body's sha256: the id and SentTimestamp each was first delivered
+        # with (`delivered`), and those a resumed `collage run --message` delivers it with again
+        # (`message_replay`), so the same message is the same run (execution name, timestamp).
+        self.delivered: dict[str, dict[str, str]] = {}
+        self.message_replay: dict[str, dict[str, str]] = {}
 
     # ------------------------------------------------------------------ set-up
     def __enter__(self) -> LocalStack:
@@ -421,14 +427,26 @@ class LocalStack:
         if not received:
             return []
         queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])
-        failed = self._deliver(received, queue_arn["Attributes"]["QueueArn"])
-        for message in received:
+        shown = [self._as_first_delivered(message) for message in received]
+        failed = self._deliver(shown, queue_arn["Attributes"]["QueueArn"])
+        for message in shown:
             if message["MessageId"] not in failed:
                 sqs.delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
         return [
-            {"message_id": m["MessageId"], "started": m["MessageId"] not in failed}
-            for m in received
+            {"message_id": m["MessageId"], "started": m["MessageId"] not in failed} for m in shown
         ]
+
+    def _as_first_delivered(self, message: dict[str, Any]) -> dict[str, Any]:
+        """The message with the id and SentTimestamp it had when first delivered, if it is one
+        a resumed run sends again; remembered in `delivered` either way."""
+        digest = hashlib.sha256(message["Body"].encode("utf-8", "surrogatepass")).hexdigest()
+        first = self.message_replay.pop(digest, None)
+        if first:
+            attributes = {**message.get("Attributes", {}), "SentTimestamp": first["sent"]}
+            message = {**message, "MessageId": first["message_id"], "Attributes": attributes}
+        sent = message.get("Attributes", {}).get("SentTimestamp", "")
+        self.delivered[digest] = {"message_id": message["MessageId"], "sent": sent}
+        return message
 
     def _deliver(self, received: list[dict[str, Any]], queue_arn: str) -> set[str]:
         """The batch to the SQS starter; the ids of the messages it failed (all, if it did)."""

@@ -11,8 +11,9 @@ items, each creator's result record, the map's results) are kept in `--out/.coll
 Neither is held in memory (see collage_tools.bounded), so a month's CSV runs in bounded memory.
 
 Interrupted (Ctrl-C, kill -9, a crash), the same command resumes: `--out/.collage/run.json` keeps
-the CSV's digest and the upload event that started the run, and the same CSV is started by the
-same event again, so it is the same run (same execution name, timestamp and keys). Its creators
+the CSV's (or the message's) digest and the trigger as first delivered (the upload's event; the
+message's id and SentTimestamp), and the same input is started by the same trigger again, so it
+is the same run (same execution name, timestamp and keys). Its creators
 with a result record in `--out/.collage/temp` are skipped by the collage task's own check (as
 for a redriven run on AWS): none is rendered twice, and the report is the one an uninterrupted
 run writes. A different CSV (another digest) starts a new run.
@@ -84,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     summary_out = sys.stdout  # before running_stack takes stdout from the handlers
     out = args.out.resolve()
     work = out / WORK_FOLDER
-    state = _resumable(work, args.csv) if args.csv else None
+    state = _resumable(work, source, _run_key(args))
     _clear_leftovers(out, work)
     earlier = 0
     say("starting the embedded local AWS (moto)")
@@ -97,19 +98,41 @@ def run(args: argparse.Namespace) -> int:
     ) as local:
         stack = CollageStack(STACK, local.outputs(), local.client)
         if state is not None:
-            local.triggers.replay[state["key"]] = state["event"]
+            _replay(local, state)
             earlier = _done_before(work, state["execution"])
             say(f"resuming run {state['execution']}: {earlier} creators already done")
         try:
-            execution = start(stack, args)
+            execution = _start(stack, args, state)
         except StackError as error:
             say(str(error))
             return 1
-        if args.csv:
-            _remember(work, args.csv, local.triggers.events, execution)
+        _remember(work, source, _run_key(args), local, execution)
         return follow_to_summary(
             stack, execution, args, out=summary_out, earlier=earlier, output_dir=args.out
         )
+
+
+def _run_key(args: argparse.Namespace) -> str:
+    """What the run is started by: its upload's key, or `message` for an SQS message."""
+    return f"csv-files/{args.csv.name}" if args.csv else "message"
+
+
+def _replay(local: Any, state: dict[str, Any]) -> None:
+    """Deliver the trigger as it was first delivered: the same run (name, timestamp, keys)."""
+    if state["key"] == "message":
+        local.message_replay[state["sha256"]] = state["event"]
+    else:
+        local.triggers.replay[state["key"]] = state["event"]
+
+
+def _start(stack: Any, args: argparse.Namespace, state: dict[str, Any] | None) -> str:
+    """Start the run (again, when resuming a message's: the starter names it as before)."""
+    if not (state and args.message):
+        return start(stack, args)
+    from collage_tools import stack_client
+
+    stack_client.send_message(stack, args.message.read_text(encoding="utf-8"))
+    return stack_client.wait_for_start(stack, state["execution"], 300.0, args.poll)
 
 
 def _digest(path: Path) -> str:
@@ -120,34 +143,35 @@ def _digest(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _upload_key(csv: Path) -> str:
-    return f"csv-files/{csv.name}"
+def _source_digest(source: Path, key: str) -> str:
+    """The CSV file's sha256, or a message's: of its body as sent (the stack keys it so)."""
+    if key != "message":
+        return _digest(source)
+    body = source.read_text(encoding="utf-8").encode("utf-8", "surrogatepass")
+    return hashlib.sha256(body).hexdigest()
 
 
-def _resumable(work: Path, csv: Path) -> dict[str, Any] | None:
-    """The interrupted (or finished) run of this very CSV in this --out, if there is one."""
+def _resumable(work: Path, source: Path, key: str) -> dict[str, Any] | None:
+    """The interrupted (or finished) run of this very CSV or message in this --out, if any."""
     try:
         state = json.loads((work / STATE_FILE).read_text())
     except (OSError, ValueError):
         return None
-    if state.get("sha256") != _digest(csv) or state.get("key") != _upload_key(csv):
+    if state.get("sha256") != _source_digest(source, key) or state.get("key") != key:
         return None
     return dict(state)
 
 
-def _remember(work: Path, csv: Path, events: dict[str, Any], execution: str) -> None:
-    key = _upload_key(csv)
-    if key not in events:
+def _remember(work: Path, source: Path, key: str, local: Any, execution: str) -> None:
+    """What a rerun needs to resume this run: the trigger's event as first delivered."""
+    digest = _source_digest(source, key)
+    first = local.delivered.get(digest) if key == "message" else local.triggers.events.get(key)
+    if first is None:
         return
-    state = {
-        "sha256": _digest(csv),
-        "key": key,
-        "execution": execution.rsplit(":", 1)[-1],
-        "event": events[key],
-    }
+    state = {"sha256": digest, "key": key, "execution": execution.rsplit(":", 1)[-1]}
     work.mkdir(parents=True, exist_ok=True)
     part = work / f".{STATE_FILE}.part"
-    part.write_text(json.dumps(state, indent=2))
+    part.write_text(json.dumps({**state, "event": first}, indent=2))
     os.replace(part, work / STATE_FILE)
 
 
