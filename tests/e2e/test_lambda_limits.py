@@ -11,9 +11,9 @@ import pytest
 from PIL import Image
 
 from collage_tools.emulator import project_root
-from tests.support.lambda_handlers import SLOW_CREATORS
+from tests.support.lambda_handlers import FAILING_CREATORS, SLOW_CREATORS
 from tests.support.s3_faults import fast_waits
-from tests.support.workflow import csv_text, read_json, run_csv
+from tests.support.workflow import csv_text, keys, read_json, run_csv
 
 pytestmark = pytest.mark.e2e
 
@@ -53,6 +53,7 @@ def test_a_creator_past_the_memory_size_is_killed_as_out_of_memory_and_the_rest_
     assert "Runtime exited with error: signal: killed" in failed[0]["errorMessage"]
     summary, report = _report(local_stack, described)
     assert summary["creators"] == {"total": 7, "succeeded": 6, "partial": 0, "failed": 1}
+    assert summary["status"] == "completed_with_failures"  # 1 of 7: within the map's 25%
     (hungry,) = [c for c in report["creators"] if c["creator"] == "hungry"]
     assert hungry["status"] == "failed" and not hungry["collages"]
 
@@ -84,3 +85,31 @@ def test_a_task_past_its_timeout_is_killed_retried_as_sandbox_timedout_and_the_r
     assert summary["creators"] == {"total": 5, "succeeded": 4, "partial": 0, "failed": 1}
     (slow,) = [c for c in report["creators"] if c["creator"] == "slowpoke"]
     assert slow["status"] == "failed"
+
+
+@pytest.mark.parametrize(("crashing", "status"), [(1, "completed_with_failures"), (2, "failed")])
+def test_the_map_fails_past_its_tolerated_failure_percentage_as_on_aws(
+    local_stack, covers, crashing, status
+):
+    """MapToleratedFailurePercentage is 25: 1 crashed child of 4 is tolerated, 2 fail the map
+    run (States.ExceedToleratedFailureThreshold), and the report names the map as the stage."""
+    render = local_stack.function_name("RenderFunction")
+    names = [f"c{n}" for n in range(4)]
+    local_stack.runtime.configure(
+        render,
+        handler="tests.support.lambda_handlers.slow_render",
+        env={FAILING_CREATORS: ",".join(names[:crashing]), "PYTHONPATH": str(project_root())},
+    )
+    rows = [(name, url, "2025-01-01") for name, url in zip(names, covers, strict=False)]
+    _, described = run_csv(local_stack, csv_text(rows), "csv-files/crash.csv", timeout=300)
+
+    (key,) = [k for k in keys(local_stack, "OutputBucket") if k.endswith(".json")]
+    report = read_json(local_stack, "OutputBucket", key)
+    assert report["status"] == status
+    assert report["totals"]["creators"]["failed"] == crashing
+    if status == "failed":  # the execution ends in RunFailed, as a failed run does on AWS
+        assert described["status"] == "FAILED"
+        assert report["error"]["stage"] == "map"
+        assert report["error"]["reason"].startswith("States.ExceedToleratedFailureThreshold")
+    else:
+        assert json.loads(described["output"])["status"] == status

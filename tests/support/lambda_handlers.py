@@ -2,7 +2,8 @@
 
 `behaving` does what its event asks: answer, sleep, hold memory, raise, or exit the process.
 `slow_render` is the real collage task, except that a creator named in SLOW_CREATORS sleeps
-past any timeout first (a handler made to overrun its Lambda timeout).
+past any timeout first (a handler made to overrun its Lambda timeout), and one named in
+FAILING_CREATORS crashes (an error no Retry names: the map child fails at once).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 from collage.handlers._runtime import FunctionEnvironment
 
 SLOW_CREATORS = "COLLAGE_TEST_SLOW_CREATORS"
+FAILING_CREATORS = "COLLAGE_TEST_FAILING_CREATORS"
 
 
 class Environment(FunctionEnvironment):
@@ -58,9 +60,14 @@ def make_slow_render(runtime: Any) -> Any:
     real = render.make_handler(runtime)
     slow = set(filter(None, os.environ.get(SLOW_CREATORS, "").split(",")))
 
+    failing = set(filter(None, os.environ.get(FAILING_CREATORS, "").split(",")))
+
     def handler(event: dict[str, Any], context: Any) -> Any:
-        if event.get("item", {}).get("creator") in slow:
+        creator = event.get("item", {}).get("creator")
+        if creator in slow:
             time.sleep(3600)
+        if creator in failing:
+            raise RuntimeError(f"asked to crash for {creator}")
         return real(event, context)
 
     return handler

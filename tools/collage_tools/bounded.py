@@ -370,7 +370,9 @@ class _Untracked(list):
 
 def _iterating_pool() -> Any:
     """The map worker's loop over its jobs, as a loop: moto's recurses once per item, so each
-    worker's stack kept every item it had run (and its frames) until the map ended."""
+    worker's stack kept every item it had run (and its frames) until the map ended. After each
+    job the map run's failures are held to its tolerance, as AWS holds them (map_tolerance)."""
+    from collage_tools.map_tolerance import past_tolerance, threshold_exceeded
 
     def _eval_pool(self: Any, job: Any, worker_frame: Any) -> None:
         while True:
@@ -380,6 +382,8 @@ def _iterating_pool() -> Any:
             job_frame = worker_frame.open_inner_frame()
             self._eval_job(env=job_frame, job=job)
             worker_frame.delete_frame(job_frame)
+            if past_tolerance(self._map_run_record, self._job_pool._jobs_number):
+                job.job_output = threshold_exceeded(worker_frame)  # the pool stops on it
             if isinstance(job.job_output, Exception) or self.stopped():
                 self._env.delete_frame(worker_frame)
                 self._job_pool.close_job(job)
