@@ -7,8 +7,6 @@ bytes are not a supported image is dropped after its first chunk.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import requests
 import urllib3
 from urllib3.exceptions import ReadTimeoutError
@@ -39,19 +37,27 @@ def read_body(
     return _BodyReader(response, url, max_bytes, read_timeout, budget, declared).read()
 
 
-@dataclass
 class _BodyReader:
     """One body on its way in: bounded, and sniffed once its first bytes are in."""
 
-    response: requests.Response
-    url: str
-    max_bytes: int
-    read_timeout: float
-    budget: TimeBudget
-    declared: int | None  # the Content-Length, when there is a valid one
-    chunks: list[bytes] = field(default_factory=list)
-    received: int = 0
-    sniffed: bool = False
+    def __init__(
+        self,
+        response: requests.Response,
+        url: str,
+        max_bytes: int,
+        read_timeout: float,
+        budget: TimeBudget,
+        declared: int | None,  # the Content-Length, when there is a valid one
+    ) -> None:
+        self.response = response
+        self.url = url
+        self.max_bytes = max_bytes
+        self.read_timeout = read_timeout
+        self.budget = budget
+        self.declared = declared
+        self.chunks: list[bytes] = []
+        self.received = 0
+        self.sniffed = False
 
     def read(self) -> bytes:
         while chunk := self._next_chunk():

@@ -12,9 +12,8 @@ Built on urllib3's and requests' public API only: a connection class's public `c
 
 from __future__ import annotations
 
-from http.cookiejar import Cookie, DefaultCookiePolicy
-from typing import Any, ClassVar
-from urllib.request import Request
+from http.cookiejar import DefaultCookiePolicy
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -24,6 +23,10 @@ from urllib3.exceptions import NewConnectionError
 
 from collage.engine.url_guard import AddressGuard, UrlRefused
 from collage.engine.watchdog import note_connection
+
+if TYPE_CHECKING:
+    from http.cookiejar import Cookie
+    from urllib.request import Request
 
 
 class _Pinned(HTTPConnection):
@@ -49,7 +52,7 @@ class _Pinned(HTTPConnection):
             self.host = self._name
 
     def _connect_to(self, addresses: list[str]) -> None:
-        """The first address that takes the connection (an IPv6 one may be unreachable)."""
+        """Connect to the first address that takes it (an IPv6 one may be unreachable)."""
         *others, last = addresses
         for address in others:
             self.host = address

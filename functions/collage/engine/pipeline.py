@@ -14,7 +14,7 @@ import os
 import time
 from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from threading import Semaphore
 from typing import Any
@@ -193,14 +193,14 @@ def _worker_counts(sources: Sequence[str], max_workers: int) -> tuple[int, int]:
     return fetch_workers, min(cpu_count(), fetch_workers)
 
 
-@dataclass
 class _SourceOrder:
     """Settled covers go on the pages in source order, each once all earlier ones are in."""
 
-    pages: Pages
-    settled: dict[int, _Cover] = field(default_factory=dict)
-    next_index: int = 0
-    seconds: float = 0.0  # placing tiles and encoding pages
+    def __init__(self, pages: Pages) -> None:
+        self.pages = pages
+        self.settled: dict[int, _Cover] = {}
+        self.next_index = 0
+        self.seconds = 0.0  # placing tiles and encoding pages
 
     def settle(self, cover: _Cover) -> None:
         self.settled[cover.index] = cover
@@ -220,14 +220,16 @@ class _SourceOrder:
         self.seconds += time.perf_counter() - placing
 
 
-@dataclass
 class _Threads:
     """Fetch threads hand fetched bytes to decode threads; the caller places what settles."""
 
-    layout: Layout
-    max_bytes: int
-    fetch_workers: int
-    decode_workers: int
+    def __init__(
+        self, layout: Layout, max_bytes: int, fetch_workers: int, decode_workers: int
+    ) -> None:
+        self.layout = layout
+        self.max_bytes = max_bytes
+        self.fetch_workers = fetch_workers
+        self.decode_workers = decode_workers
 
     def run(
         self, covers: list[_Cover], sources: list[str], downloader: Any, order: _SourceOrder

@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 
 from collage.engine.fetch_policy import DownloadError
 from collage.engine.url_guard import scrub_url
 
 
-@dataclass(frozen=True)
 class TimeBudget:
     """One URL's time: all its attempts share `limit`; the task's `deadline` may come first.
     Both are time.monotonic() values."""
 
-    limit: float
-    deadline: float | None = None
+    __slots__ = ("deadline", "limit")
+
+    def __init__(self, limit: float, deadline: float | None = None) -> None:
+        self.limit = limit
+        self.deadline = deadline
 
     def left(self, url: str, what: str) -> tuple[float, str]:
         """Seconds left and the code to use when they run out; raises DownloadError if none."""

@@ -14,13 +14,10 @@ import itertools
 import socket
 import threading
 import time
-from typing import Protocol
+from typing import TYPE_CHECKING
 
-
-class _Connection(Protocol):
-    # The socket is read when the watch fires: during a TLS handshake urllib3 has already
-    # stored the plain socket there, so a dripped handshake is cut too.
-    sock: socket.socket | None
+if TYPE_CHECKING:
+    from urllib3.connection import HTTPConnection
 
 
 # The attempt running on this thread; a connection it uses reports itself to it.
@@ -32,7 +29,9 @@ class Watch:
 
     def __init__(self, when: float) -> None:
         self.when = when
-        self.connection: _Connection | None = None
+        # Its socket is read when the watch fires: during a TLS handshake urllib3 has already
+        # stored the plain socket there, so a dripped handshake is cut too.
+        self.connection: HTTPConnection | None = None
         self.fired = False
         self.done = False
 
@@ -54,7 +53,7 @@ class Watch:
                 socket.socket.shutdown(sock, socket.SHUT_RDWR)
 
 
-def note_connection(connection: _Connection) -> None:
+def note_connection(connection: HTTPConnection) -> None:
     """Called by a connection about to connect or send: the running watch cuts this one."""
     watch = getattr(_local, "watch", None)
     if watch is not None:
