@@ -261,6 +261,19 @@ def test_host_name_is_resolved_once_and_sent_as_host(
     assert server.connections == 1
 
 
+def test_an_unreachable_address_falls_back_to_the_next_vetted_one(
+    server: CoverServer, downloader: Downloader, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Nothing listens on [::1] at the server's port (or there is no IPv6): refused, so the
+    # connection goes to the host's next vetted address, still without a second lookup.
+    net = NetworkSpy(monkeypatch, {"dual.test": ["::1", "127.0.0.1"]})
+    port = server.base_url.rsplit(":", 1)[1]
+    assert downloader.fetch(f"http://dual.test:{port}/a.jpg") == COVER
+    assert net.resolved == ["dual.test"] and "dual.test" not in net.lookups
+    assert net.connects == ["::1", "127.0.0.1"]
+    assert server.headers_seen["/a.jpg"]["Host"] == f"dual.test:{port}"
+
+
 def test_connections_are_reused_across_threads(server: CoverServer) -> None:
     urls = [server.add(f"/c{i}.jpg", fake_jpeg(10_000 + i)) for i in range(20)]
     with Downloader(FAST, pool_size=4) as fetcher, ThreadPoolExecutor(4) as pool:

@@ -9,7 +9,7 @@ from email.utils import format_datetime
 import pytest
 
 from collage.config import ProcessingConfig
-from collage.engine import download
+from collage.engine import bounded_body, download, fetch_errors
 from collage.engine.download import Downloader, DownloadError, FetchPolicy
 from collage.engine.url_guard import AddressGuard
 from collage_tools.loopback import local_guard
@@ -182,15 +182,15 @@ def test_deadline_already_passed(net: NetworkSpy) -> None:
 
 
 def test_retry_after_parsing() -> None:
-    assert download._retry_after("3") == 3.0
-    assert download._retry_after(" 0 ") == 0.0
-    assert download._retry_after(None) is None
-    assert download._retry_after("soon") is None
-    assert download._retry_after("-5") is None
+    assert fetch_errors.retry_after("3") == 3.0
+    assert fetch_errors.retry_after(" 0 ") == 0.0
+    assert fetch_errors.retry_after(None) is None
+    assert fetch_errors.retry_after("soon") is None
+    assert fetch_errors.retry_after("-5") is None
     later = format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
-    assert 25 <= download._retry_after(later) <= 31
+    assert 25 <= fetch_errors.retry_after(later) <= 31
     earlier = format_datetime(datetime.now(UTC) - timedelta(seconds=30), usegmt=True)
-    assert download._retry_after(earlier) == 0.0
+    assert fetch_errors.retry_after(earlier) == 0.0
 
 
 def test_backoff_is_full_jitter_and_capped(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -207,7 +207,7 @@ def test_backoff_is_full_jitter_and_capped(monkeypatch: pytest.MonkeyPatch) -> N
 
 
 def test_content_length_parsing() -> None:
-    assert download._content_length("123") == 123
-    assert download._content_length(None) is None
-    assert download._content_length("-1") is None
-    assert download._content_length("12, 12") is None
+    assert bounded_body.content_length("123") == 123
+    assert bounded_body.content_length(None) is None
+    assert bounded_body.content_length("-1") is None
+    assert bounded_body.content_length("12, 12") is None

@@ -3,6 +3,12 @@ SNI for the host name and verifies the certificate against it."""
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -37,3 +43,53 @@ def test_https_verifies_the_host_name_on_the_vetted_address(
     assert net.resolved == ["covers.test", "impostor.test"]
     assert set(net.connects) == {"127.0.0.1"}
     assert "covers.test" not in net.lookups and "impostor.test" not in net.lookups
+
+
+@contextmanager
+def dripping_tls_server() -> Iterator[int]:
+    """A TCP server on 127.0.0.1 that answers a TLS ClientHello with the header of a large
+    handshake record, then one byte of it every 50 ms: no single read ever times out."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(5)
+    stop = threading.Event()
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):
+            conn, _ = listener.accept()
+            with conn:
+                conn.recv(4096)  # the ClientHello
+                conn.sendall(b"\x16\x03\x03\x3f\xff")  # a 16 KB handshake record follows
+                for _ in range(100):  # 5 s at most: a failing test, never a hung one
+                    if stop.wait(0.05):
+                        break
+                    conn.sendall(b"\x00")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        stop.set()
+        listener.close()
+        thread.join(timeout=5)
+
+
+def test_a_dripped_tls_handshake_is_cut_by_the_total_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The connection is watched from its connect on, and CPython also bounds a whole handshake
+    # by the socket timeout (the time left): either way the drip ends at the total timeout.
+    net = NetworkSpy(monkeypatch, {"covers.test": ["127.0.0.1"]})
+    policy = FetchPolicy(
+        address_guard=local_guard(True), connect_timeout=1.0, read_timeout=1.0, total_timeout=0.6
+    )
+    started = time.monotonic()
+    with (
+        dripping_tls_server() as port,
+        Downloader(policy) as downloader,
+        pytest.raises(DownloadError) as info,
+    ):
+        downloader.fetch(f"https://covers.test:{port}/a.jpg")
+    assert info.value.code == "timeout" and "total timeout" in str(info.value)
+    assert time.monotonic() - started < 2.0
+    assert net.connects == ["127.0.0.1"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 # How many leading bytes `sniff` looks at: room for an ISO-BMFF `ftyp` box's brands and for an
 # SVG's XML prolog before its `<svg` tag.
 SNIFF_BYTES = 256
@@ -28,8 +30,15 @@ NAMES = {
 }
 SUPPORTED_NAMES = ", ".join(NAMES[kind] for kind in SUPPORTED_FORMATS)
 
-_AVIF_BRANDS = frozenset({b"avif", b"avis"})
-_HEIC_BRANDS = frozenset({b"heic", b"heix", b"heim", b"heis"})
+# ftyp brands that name the codec: AVIF (still or sequence) and HEIC (HEVC-coded HEIF).
+_BRAND_KINDS = {
+    b"avif": "avif",
+    b"avis": "avif",
+    b"heic": "heic",
+    b"heix": "heic",
+    b"heim": "heic",
+    b"heis": "heic",
+}
 _HEIF_BRANDS = frozenset({b"mif1", b"msf1", b"mif2"})  # HEIF, codec named by other brands
 _PREFIXES = (
     (b"\xff\xd8\xff", "jpeg"),
@@ -51,12 +60,10 @@ _BMP_HEADER_SIZES = frozenset({12, 40, 52, 56, 64, 108, 124})
 
 def sniff(head: bytes) -> str | None:
     """The format of an image from its first bytes (a key of NAMES), else None."""
-    for prefix, kind in _PREFIXES:
-        if head.startswith(prefix):
+    for recognise in _RECOGNISERS:
+        if kind := recognise(head):
             return kind
-    if len(head) >= 12 and head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "webp"
-    return _iso_bmff(head) or _small_formats(head) or _svg(head)
+    return None
 
 
 def refusal(kind: str | None) -> tuple[str, str]:
@@ -66,19 +73,34 @@ def refusal(kind: str | None) -> tuple[str, str]:
     return "unsupported_format", f"{NAMES[kind]} is not a supported format ({SUPPORTED_NAMES})"
 
 
+def _magic(head: bytes) -> str | None:
+    """The formats a fixed prefix tells."""
+    for prefix, kind in _PREFIXES:
+        if head.startswith(prefix):
+            return kind
+    return None
+
+
+def _webp(head: bytes) -> str | None:
+    return "webp" if head[:4] == b"RIFF" and head[8:12] == b"WEBP" else None
+
+
 def _iso_bmff(head: bytes) -> str | None:
     """AVIF or HEIC from an ISO-BMFF `ftyp` box: its major brand, then its compatible ones."""
     if head[4:8] != b"ftyp":
         return None
-    end = min(int.from_bytes(head[:4], "big"), len(head))
-    brands = [head[8:12], *(head[at : at + 4] for at in range(16, end - 3, 4))]
+    brands = _ftyp_brands(head)
     for brand in brands:
-        if brand in _AVIF_BRANDS:
-            return "avif"
-        if brand in _HEIC_BRANDS:
-            return "heic"
+        if brand in _BRAND_KINDS:
+            return _BRAND_KINDS[brand]
     # A HEIF image whose codec the decoder lacks; any other ftyp (MP4, QuickTime) is a video.
     return "heif" if not _HEIF_BRANDS.isdisjoint(brands) else None
+
+
+def _ftyp_brands(head: bytes) -> list[bytes]:
+    """The major brand, then the compatible brands (after the minor version), in box order."""
+    end = min(int.from_bytes(head[:4], "big"), len(head))
+    return [head[8:12], *(head[at : at + 4] for at in range(16, end - 3, 4))]
 
 
 def _small_formats(head: bytes) -> str | None:
@@ -98,3 +120,13 @@ def _svg(head: bytes) -> str | None:
     if text.startswith((b"<?xml", b"<!--", b"<!doctype svg")) and b"<svg" in text:
         return "svg"
     return None
+
+
+# In this order: a fixed prefix first, the cheap checks before the SVG text search.
+_RECOGNISERS: tuple[Callable[[bytes], str | None], ...] = (
+    _magic,
+    _webp,
+    _iso_bmff,
+    _small_formats,
+    _svg,
+)

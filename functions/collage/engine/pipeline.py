@@ -5,12 +5,7 @@ decode thread (one per CPU; Pillow releases the GIL while decoding) and is turne
 small tile, after which its bytes are dropped. Fetch threads never wait for decoding, so
 decoding overlaps the next downloads; at most fetch + decode threads' worth of covers are held
 as bytes at once. The calling thread places tiles in source order as soon as all earlier
-covers are settled, and encodes a page as soon as it is full.
-
-Placement: tiles fill each page row-major; `rows*cols` tiles per page, then the next page.
-With on_failure='placeholder' a failed cover keeps its cell and shows the placeholder tile;
-with 'close_up' later tiles move up into it. A page on which no cover rendered is not written,
-so no sources, or only failures, give no pages at all.
+covers are settled (paging encodes a page as soon as it is full).
 """
 
 from __future__ import annotations
@@ -18,8 +13,8 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Sequence
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
 from pathlib import Path
 from threading import Semaphore
 from typing import Any
@@ -27,16 +22,8 @@ from typing import Any
 from PIL import Image
 
 from collage.engine.fetch_policy import DownloadError, FetchPolicy
-from collage.engine.render import (
-    CoverError,
-    Layout,
-    decode_tile,
-    encode_jpeg,
-    encode_thumbnail,
-    new_canvas,
-    paste_tile,
-    placeholder_tile,
-)
+from collage.engine.paging import Pages
+from collage.engine.render import CoverError, Layout, decode_tile
 
 
 @dataclass
@@ -116,6 +103,17 @@ class _Cover:
         self.code, self.error, self.data = error.code, str(error), None
         return self
 
+    def outcome(self, source: str) -> TileOutcome:
+        return TileOutcome(
+            index=self.index,
+            source=source,
+            ok=self.code is None,
+            error_code=self.code,
+            error=self.error,
+            bytes=self.size,
+            page=self.page,
+        )
+
 
 def _fetch(
     cover: _Cover, source: str, downloader: Any, layout: Layout, max_bytes: int, held: Semaphore
@@ -163,50 +161,6 @@ def cpu_count() -> int:
         return os.cpu_count() or 1
 
 
-@dataclass
-class _Pages:
-    """Places settled covers in source order and encodes each page as soon as it is full."""
-
-    layout: Layout
-    slots: int = 0  # cells used so far, over all pages
-    canvas: Image.Image | None = None
-    page_has_cover: bool = False
-    encoded: list[bytes] = field(default_factory=list)
-    thumbnail_width: int | None = None
-    thumbnail: bytes | None = None
-    _placeholder: Image.Image | None = None
-
-    def place(self, tile: Image.Image | None) -> int | None:
-        """Put the next cover (None: a failed one); returns its 1-based page, if it has one."""
-        if tile is None and self.layout.on_failure == "close_up":
-            return None
-        if self.canvas is None:
-            self.canvas = new_canvas(self.layout)
-        if tile is None:
-            if self._placeholder is None:
-                self._placeholder = placeholder_tile(self.layout)
-            paste_tile(self.canvas, self._placeholder, self.slots, self.layout)
-        else:
-            paste_tile(self.canvas, tile, self.slots, self.layout)
-            self.page_has_cover = True
-        page = len(self.encoded) + 1
-        self.slots += 1
-        if self.slots % self.layout.cells == 0:
-            self.finish_page()
-        return page if tile is not None else None
-
-    def finish_page(self) -> None:
-        if self.canvas is not None and self.page_has_cover:
-            if not self.encoded and self.thumbnail_width:
-                self.thumbnail = encode_thumbnail(self.canvas, self.thumbnail_width)
-            self.encoded.append(encode_jpeg(self.canvas, self.layout.quality))
-        elif self.canvas is not None:
-            # Only placeholders on this page: drop it, and start the next page afresh.
-            self.slots -= self.layout.cells
-        self.canvas = None
-        self.page_has_cover = False
-
-
 class _NoDownloads:
     """Stands in for a Downloader when every source is a local file."""
 
@@ -229,6 +183,97 @@ def _downloader_for(
     return Downloader(policy, pool_size=pool_size, deadline=deadline)
 
 
+def _worker_counts(sources: Sequence[str], max_workers: int) -> tuple[int, int]:
+    """(fetch threads, decode threads) for these sources."""
+    fetch_workers = max(1, min(max_workers, len(sources)))
+    if not any(is_url(source) for source in sources):
+        fetch_workers = min(fetch_workers, cpu_count())  # local files: reading is decoding
+    # Decoding is CPU work: more threads than CPUs only adds switching. Fetch threads never
+    # wait for a decode, so a slow decode does not delay the next download.
+    return fetch_workers, min(cpu_count(), fetch_workers)
+
+
+class _SourceOrder:
+    """Settled covers go on the pages in source order, each once all earlier ones are in."""
+
+    def __init__(self, pages: Pages) -> None:
+        self.pages = pages
+        self.settled: dict[int, _Cover] = {}
+        self.next_index = 0
+        self.seconds = 0.0  # placing tiles and encoding pages
+
+    def settle(self, cover: _Cover) -> None:
+        self.settled[cover.index] = cover
+
+    def place_ready(self) -> None:
+        placing = time.perf_counter()
+        while self.next_index in self.settled:
+            cover = self.settled.pop(self.next_index)
+            cover.page = self.pages.place(cover.tile)
+            cover.tile = None
+            self.next_index += 1
+        self.seconds += time.perf_counter() - placing
+
+    def finish(self) -> None:
+        placing = time.perf_counter()
+        self.pages.finish_page()
+        self.seconds += time.perf_counter() - placing
+
+
+class _Threads:
+    """Fetch threads hand fetched bytes to decode threads; the caller places what settles."""
+
+    def __init__(
+        self, layout: Layout, max_bytes: int, fetch_workers: int, decode_workers: int
+    ) -> None:
+        self.layout = layout
+        self.max_bytes = max_bytes
+        self.fetch_workers = fetch_workers
+        self.decode_workers = decode_workers
+
+    def run(
+        self, covers: list[_Cover], sources: list[str], downloader: Any, order: _SourceOrder
+    ) -> None:
+        # Room for the bytes of one cover per thread; a fetch waits for room (see _fetch).
+        held = Semaphore(self.fetch_workers + self.decode_workers)
+        with (
+            ThreadPoolExecutor(self.fetch_workers, thread_name_prefix="fetch") as fetchers,
+            ThreadPoolExecutor(self.decode_workers, thread_name_prefix="decode") as decoders,
+        ):
+            pending = {
+                fetchers.submit(
+                    _fetch, cover, source, downloader, self.layout, self.max_bytes, held
+                )
+                for cover, source in zip(covers, sources, strict=True)
+            }
+            try:
+                self._settle_all(pending, decoders, held, order)
+            except BaseException:
+                # A bug or MemoryError: nothing more will be decoded, so wake the fetch threads
+                # waiting for room and drop queued fetches, or leaving the pools would hang.
+                fetchers.shutdown(wait=False, cancel_futures=True)
+                for _ in range(self.fetch_workers):
+                    held.release()
+                raise
+
+    def _settle_all(
+        self,
+        pending: set[Future[_Cover]],
+        decoders: ThreadPoolExecutor,
+        held: Semaphore,
+        order: _SourceOrder,
+    ) -> None:
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                cover = future.result()
+                if cover.data is not None:  # fetched, not yet decoded
+                    pending.add(decoders.submit(_decode, cover, self.layout, held))
+                else:
+                    order.settle(cover)
+            order.place_ready()
+
+
 def build_collage(
     sources: Sequence[str],
     layout: Layout,
@@ -248,71 +293,18 @@ def build_collage(
     started = time.perf_counter()
     sources = list(sources)
     covers = [_Cover(index) for index in range(len(sources))]
-    pages = _Pages(layout, thumbnail_width=thumbnail_width)
-    settled: dict[int, _Cover] = {}
-    next_index = 0
-    place_seconds = 0.0
-    fetch_workers = max(1, min(max_workers, len(sources)))
-    if not any(is_url(source) for source in sources):
-        fetch_workers = min(fetch_workers, cpu_count())  # local files: reading is decoding
-    # Decoding is CPU work: more threads than CPUs only adds switching. Fetch threads never
-    # wait for a decode, so a slow decode does not delay the next download.
-    decode_workers = min(cpu_count(), fetch_workers)
-    held = Semaphore(fetch_workers + decode_workers)
-    with (
-        _downloader_for(sources, policy, fetch_workers, deadline) as downloader,
-        ThreadPoolExecutor(fetch_workers, thread_name_prefix="fetch") as fetchers,
-        ThreadPoolExecutor(decode_workers, thread_name_prefix="decode") as decoders,
-    ):
-        pending = {
-            fetchers.submit(_fetch, cover, source, downloader, layout, policy.max_bytes, held)
-            for cover, source in zip(covers, sources, strict=True)
-        }
-        try:
-            while pending:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for future in done:
-                    cover = future.result()
-                    if cover.data is not None:
-                        pending.add(decoders.submit(_decode, cover, layout, held))
-                    else:
-                        settled[cover.index] = cover
-                placing = time.perf_counter()
-                while next_index in settled:
-                    cover = settled.pop(next_index)
-                    cover.page = pages.place(cover.tile)
-                    cover.tile = None
-                    next_index += 1
-                place_seconds += time.perf_counter() - placing
-        except BaseException:
-            # A bug or MemoryError: nothing more will be decoded, so wake the fetch threads
-            # waiting for room and drop queued fetches, or leaving the pools would hang.
-            fetchers.shutdown(wait=False, cancel_futures=True)
-            for _ in range(fetch_workers):
-                held.release()
-            raise
+    order = _SourceOrder(Pages(layout, thumbnail_width))
+    threads = _Threads(layout, policy.max_bytes, *_worker_counts(sources, max_workers))
+    with _downloader_for(sources, policy, threads.fetch_workers, deadline) as downloader:
+        threads.run(covers, sources, downloader, order)
         bytes_downloaded = downloader.bytes_downloaded
-    placing = time.perf_counter()
-    pages.finish_page()
-    place_seconds += time.perf_counter() - placing
-    outcomes = [
-        TileOutcome(
-            index=cover.index,
-            source=source,
-            ok=cover.code is None,
-            error_code=cover.code,
-            error=cover.error,
-            bytes=cover.size,
-            page=cover.page,
-        )
-        for cover, source in zip(covers, sources, strict=True)
-    ]
+    order.finish()
     return CollageResult(
-        pages=pages.encoded,
-        outcomes=outcomes,
+        pages=order.pages.encoded,
+        outcomes=[cover.outcome(source) for cover, source in zip(covers, sources, strict=True)],
         download_seconds=sum(cover.fetch_seconds for cover in covers),
-        render_seconds=sum(cover.decode_seconds for cover in covers) + place_seconds,
+        render_seconds=sum(cover.decode_seconds for cover in covers) + order.seconds,
         bytes_downloaded=bytes_downloaded,
         wall_seconds=time.perf_counter() - started,
-        thumbnail=pages.thumbnail,
+        thumbnail=order.pages.thumbnail,
     )

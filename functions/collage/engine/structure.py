@@ -33,6 +33,7 @@ _MARKER = re.compile(rb"\xff+([^\x00\xff\xd0-\xd7])")
 _STANDALONE = frozenset({0x01, 0xD8, 0xD9})  # markers without a length field
 _SOS, _EOI = 0xDA, 0xD9
 _PROGRESSIVE = frozenset({0xC2, 0xC6, 0xCA, 0xCE})  # start-of-frame codes of progressive JPEGs
+_APNG_FIRST_FRAME = frozenset({b"acTL", b"IDAT"})  # animation control, then the first image
 _GIF_BLOCK = re.compile(rb"[!,;]")  # an extension, an image (a frame) or the trailer
 
 
@@ -60,17 +61,24 @@ def _jpeg(data: bytes) -> Problem | None:
     progressive = False
     for code, end, skipped in _segments(data, 2):
         segments, stray = segments + 1, stray + skipped
-        if segments > MAX_JPEG_SEGMENTS:
-            return "too_many_chunks", (
-                f"JPEG with more than {MAX_JPEG_SEGMENTS:,} marker segments before its image data"
-            )
-        if stray > MAX_STRAY_BYTES:
-            return "corrupt_image", (
-                f"JPEG with more than {MAX_STRAY_BYTES:,} stray bytes between its segments"
-            )
-        progressive = progressive or code in _PROGRESSIVE
+        problem = _segment_limits(segments, stray)
+        if problem is not None:
+            return problem
+        progressive |= code in _PROGRESSIVE  # the frame header comes before the first scan
         if code == _SOS:
             return _scans(data, end) if progressive else None
+    return None
+
+
+def _segment_limits(segments: int, stray: int) -> Problem | None:
+    if segments > MAX_JPEG_SEGMENTS:
+        return "too_many_chunks", (
+            f"JPEG with more than {MAX_JPEG_SEGMENTS:,} marker segments before its image data"
+        )
+    if stray > MAX_STRAY_BYTES:
+        return "corrupt_image", (
+            f"JPEG with more than {MAX_STRAY_BYTES:,} stray bytes between its segments"
+        )
     return None
 
 
@@ -91,26 +99,33 @@ def _scans(data: bytes, after_first: int) -> Problem | None:
 
 def _png(data: bytes) -> Problem | None:
     """Chunks up to where Pillow stops reading: the end, or an APNG's second frame."""
-    pos, chunks = 8, 0
-    animated = seen_data = False
-    while pos + 8 <= len(data):
-        kind = data[pos + 4 : pos + 8]
-        if kind == b"IEND" or (animated and seen_data and kind == b"fcTL"):
+    seen: set[bytes] = set()
+    for chunks, kind in enumerate(_png_chunks(data), 1):
+        if _png_read_ends(kind, seen):
             return None
-        chunks += 1
         if chunks > MAX_PNG_CHUNKS:
             return "too_many_chunks", f"PNG with more than {MAX_PNG_CHUNKS:,} chunks"
-        animated = animated or kind == b"acTL"
-        seen_data = seen_data or kind == b"IDAT"
-        pos += 12 + int.from_bytes(data[pos : pos + 4], "big")
+        seen.add(kind)
     return None
+
+
+def _png_chunks(data: bytes) -> Iterator[bytes]:
+    """The type of each chunk after the signature, stepping over each by its length."""
+    pos = 8
+    while pos + 8 <= len(data):
+        yield data[pos + 4 : pos + 8]
+        pos += 12 + int.from_bytes(data[pos : pos + 4], "big")
+
+
+def _png_read_ends(kind: bytes, seen: set[bytes]) -> bool:
+    """Pillow reads no further: the end, or an APNG's frame control after its first image."""
+    return kind == b"IEND" or (kind == b"fcTL" and seen >= _APNG_FIRST_FRAME)
 
 
 def _gif(data: bytes) -> Problem | None:
     """Blocks before the first frame (no later frame is read): Pillow reads them, and any
     stray byte between them one at a time, in Python, and joins comments quadratically."""
-    flags = data[10] if len(data) > 10 else 0
-    pos = 13 + (3 << ((flags & 7) + 1) if flags & 0x80 else 0)  # after the global colour table
+    pos = _gif_blocks_start(data)
     blocks = stray = 0
     while (found := _GIF_BLOCK.search(data, pos)) is not None:
         stray += found.start() - pos
@@ -124,6 +139,12 @@ def _gif(data: bytes) -> Problem | None:
                 f"GIF with more than {MAX_GIF_BLOCKS:,} extension blocks before its first frame"
             )
     return None
+
+
+def _gif_blocks_start(data: bytes) -> int:
+    """Where the blocks begin: after the header, and the global colour table if there is one."""
+    flags = data[10] if len(data) > 10 else 0
+    return 13 + (3 << ((flags & 7) + 1) if flags & 0x80 else 0)
 
 
 def _sub_blocks(data: bytes, pos: int, blocks: int) -> tuple[int, int]:
