@@ -58,5 +58,5 @@ def test_the_pins_the_code_depends_on():
     dev = pins(ROOT / "requirements" / "dev.txt")
     # 5.2.6 changes what the IAM-enforced tests see (7 of them fail).
     assert dev["moto"] == "5.2.5"
-    # collage/engine/download.py overrides urllib3's connection internals: pinned by name.
+    # collage/engine/guarded_http.py subclasses urllib3's connection classes: pinned by name.
     assert "urllib3" in pins(ROOT / "layers" / "render" / "requirements.in")
