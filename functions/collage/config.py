@@ -8,10 +8,13 @@ strictly (JSON numbers for numbers; `true` is not 1, "5" is not 5, NaN is not a 
 environment's are text. The values are also bounded together: the pixels a collage task holds
 (check_render_size), whichever of the three sources they come from.
 
-The model is a plain dataclass with its constraints as `annotated_types` metadata, which
-pydantic reads when a message or the environment is validated: building the defaults imports
-no pydantic (~450 M instructions, measured with callgrind, which `collage render` of local files
-would pay on every start), and the dataclass is an ordinary one, its names resolved as usual.
+The model is a plain dataclass whose constraints are `annotated_types` metadata in its (lazy)
+annotations: building the defaults imports neither pydantic nor annotated_types, which
+`collage render` of local files (it never validates) would pay on every start. A pydantic
+BaseModel would cost it ~480 M instructions (pydantic itself); importing annotated_types at
+the top, 49 M: 14% of its start-up imports, measured with callgrind, and the render
+benchmark's start-up target (the floor's + 25 ms) would not hold. So the name the annotations
+use is bound when pydantic first needs it (resolve_constraints).
 """
 
 from __future__ import annotations
@@ -20,10 +23,10 @@ import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from functools import cache
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-# Used by pydantic at runtime to read the (lazy, `from __future__`) annotations below.
-from annotated_types import Interval
+if TYPE_CHECKING:
+    from annotated_types import Interval
 
 # Longest cover URL we accept. With max_images_per_creator <= 100 this keeps every map item
 # (one creator's covers) far below Step Functions' 256 KiB payload limit.
@@ -104,10 +107,18 @@ def check_render_size(config: ProcessingConfig) -> None:
         )
 
 
+def resolve_constraints() -> None:
+    """Bind `Interval` here, where pydantic looks up the names in ProcessingConfig's
+    annotations: before a validator of it (or of a model holding it) is built."""
+    global Interval  # the module namespace is what pydantic reads
+    from annotated_types import Interval
+
+
 @cache
 def _validator() -> Any:
     from pydantic import TypeAdapter
 
+    resolve_constraints()
     return TypeAdapter(ProcessingConfig)
 
 

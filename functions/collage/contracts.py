@@ -22,9 +22,11 @@ from pydantic import (
     model_validator,
 )
 
-from collage.config import MAX_URL_LENGTH, ProcessingConfig
+from collage.config import MAX_URL_LENGTH, ProcessingConfig, resolve_constraints
 from collage.naming import check_prefix
 from collage.validation import describe
+
+resolve_constraints()  # the models below hold a ProcessingConfig: pydantic reads its annotations
 
 
 class StepDocument(BaseModel):
