@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from itertools import islice
 from typing import IO, Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from collage.aws import Store, is_changed, is_missing
 from collage.contracts import (
@@ -158,8 +158,6 @@ def creator_records(
 
 def _result(record: Any, creator: str, name: str, missing_reason: str) -> CreatorResult:
     """The creator's result from its record; failed when there is none or it is unreadable."""
-    from pydantic import ValidationError
-
     if record is None:
         return CreatorResult.failed(creator, name, missing_reason)
     try:
